@@ -1,0 +1,77 @@
+// One error family for the whole project. Every error names what failed, in which file and
+// at which offset, so that a front end can print one line and map it to an exit code or an
+// NBD errno in exactly one place.
+
+export type ErrorCode =
+  | 'FORMAT'       // the bytes on disk break the QED rules
+  | 'UNSUPPORTED'  // valid, but something we deliberately do not do
+  | 'IO'           // the host file system failed
+  | 'USAGE'        // the caller asked for something impossible (bad size, bad option)
+  | 'RANGE'        // request outside the device
+  | 'READ_ONLY'    // write to a read-only device
+  | 'CHAIN'        // backing chain problem (loop, too deep, missing)
+  | 'CLOSED'       // device used after close
+  | 'POISONED';    // earlier metadata failure; reopen required
+
+export interface ErrorDetails {
+  path?: string;
+  offset?: number;
+  field?: string;
+  cause?: unknown;
+  errno?: string;
+}
+
+export class QedError extends Error {
+  readonly code: ErrorCode;
+  readonly path?: string;
+  readonly offset?: number;
+  readonly field?: string;
+  readonly errno?: string;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.path = details.path;
+    this.offset = details.offset;
+    this.field = details.field;
+    this.errno = details.errno;
+  }
+}
+
+export class FormatError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('FORMAT', message, details); }
+}
+export class UnsupportedError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('UNSUPPORTED', `not supported: ${message}`, details); }
+}
+export class IoError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('IO', message, details); }
+}
+export class UsageError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('USAGE', message, details); }
+}
+export class RangeError_ extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('RANGE', message, details); }
+}
+export class ReadOnlyError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('READ_ONLY', message, details); }
+}
+export class ChainError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('CHAIN', message, details); }
+}
+
+/** Hex offsets in messages, as the style guide asks: "at 0x90000". */
+export function hex(n: number | bigint): string {
+  return '0x' + n.toString(16);
+}
+
+/** Node's fs errors carry an errno code; keep it so ENOSPC stays ENOSPC up to the front end. */
+export function wrapIoError(op: string, path: string, offset: number | undefined, cause: unknown): IoError {
+  const errno = (cause as { code?: unknown })?.code;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const where = offset === undefined ? '' : ` at ${hex(offset)}`;
+  return new IoError(`${op} failed${where}: ${reason}`, {
+    path, offset, cause, errno: typeof errno === 'string' ? errno : undefined,
+  });
+}

@@ -1,0 +1,135 @@
+// Opening an image and its backing chain: probing, loop and depth limits, relative backing
+// names, and the NEED_CHECK repair hook. Backing files are always opened read-only.
+import { ChainError, FormatError, QedError, UsageError } from '../base/errors.js';
+import type { BlockFile, FileStore } from '../io/block-file.js';
+import { QED_F_BACKING_FILE, QED_F_BACKING_FORMAT_NO_PROBE, QED_F_NEED_CHECK, QED_HEADER_STRUCT_SIZE } from '../format/constants.js';
+import { decodeHeader, hasFeature, type QedHeader, validateHeader } from '../format/header.js';
+import { type ImageFormat, probeFormat } from '../format/probe.js';
+import type { BlockDevice } from './device.js';
+import { QedImage } from './qed-image.js';
+import { RawImage } from './raw-image.js';
+
+/** QEMU has no fixed limit; a chain deeper than this is a mistake or an attack. */
+export const MAX_CHAIN_DEPTH = 64;
+
+/** Runs on a read-write open of an image with NEED_CHECK set; must leave it consistent and flushed. */
+export type RepairHook = (file: BlockFile, header: QedHeader) => Promise<void>;
+
+export interface OpenImageOptions {
+  store: FileStore;
+  readOnly?: boolean;
+  /** Skip probing; 'raw' also for files that start with QED magic. */
+  format?: ImageFormat;
+  cacheBytes?: number;
+  idleFlushMs?: number;
+  maxChainDepth?: number;
+  /** Without it, a read-write open of an image that needs a check is refused. */
+  repair?: RepairHook;
+  /** Open only this layer: unallocated ranges read as zeros (qemu-img's -U style inspection). */
+  noBacking?: boolean;
+  /** The QedImage class to build layers with (tests substitute deliberately broken ones). */
+  imageClass?: typeof QedImage;
+}
+
+export interface HeaderInfo {
+  header: QedHeader;
+  fileSize: number;
+  backingName: string | null;
+  backingFormat: ImageFormat | null;
+}
+
+/** Read and validate the header and backing name of an open QED file. */
+export async function readHeader(file: BlockFile): Promise<HeaderInfo> {
+  const fileSize = await file.size();
+  const fixed = new Uint8Array(QED_HEADER_STRUCT_SIZE);
+  const got = await file.read(fixed, 0);
+  if (got < QED_HEADER_STRUCT_SIZE) {
+    throw new FormatError(`file is too small to be a QED image (${got} bytes)`, { path: file.path, field: 'header' });
+  }
+  const header = validateHeader(decodeHeader(fixed), fileSize, file.path);
+  let backingName: string | null = null;
+  let backingFormat: ImageFormat | null = null;
+  if (hasFeature(header, QED_F_BACKING_FILE)) {
+    const nameBytes = new Uint8Array(header.backingFilenameSize);
+    await file.read(nameBytes, header.backingFilenameOffset);
+    backingName = new TextDecoder().decode(nameBytes);
+    if (backingName.includes('\0')) {
+      throw new FormatError('backing file name contains a NUL byte', { path: file.path, field: 'backing_filename' });
+    }
+    backingFormat = hasFeature(header, QED_F_BACKING_FORMAT_NO_PROBE) ? 'raw' : null;
+  }
+  return { header, fileSize, backingName, backingFormat };
+}
+
+export async function probeFile(file: BlockFile): Promise<ImageFormat> {
+  const head = new Uint8Array(4);
+  const got = await file.read(head, 0);
+  return probeFormat(head.subarray(0, got));
+}
+
+export async function openImage(path: string, options: OpenImageOptions): Promise<BlockDevice> {
+  return openLayer(path, options, options.format ?? null, options.readOnly ?? false, []);
+}
+
+async function openLayer(path: string, options: OpenImageOptions, format: ImageFormat | null, readOnly: boolean, chain: string[]): Promise<BlockDevice> {
+  const maxDepth = options.maxChainDepth ?? MAX_CHAIN_DEPTH;
+  const identity = await options.store.identity(path);
+  if (chain.includes(identity)) {
+    throw new ChainError(`backing chain loops: ${[...chain, identity].join(' -> ')}`, { path });
+  }
+  if (chain.length > maxDepth) {
+    throw new ChainError(`backing chain is deeper than ${maxDepth} images`, { path });
+  }
+  const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write');
+  try {
+    const actual = format ?? await probeFile(file);
+    if (actual === 'raw') return await RawImage.open(file);
+    return await openQedLayer(file, path, options, readOnly, [...chain, identity]);
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function openQedLayer(file: BlockFile, path: string, options: OpenImageOptions, readOnly: boolean, chain: string[]): Promise<QedImage> {
+  let info = await readHeader(file);
+  if (!readOnly && hasFeature(info.header, QED_F_NEED_CHECK)) {
+    if (!options.repair) {
+      throw new QedError('UNSUPPORTED', 'image needs a consistency check (NEED_CHECK is set); open it read-only or run check -r all', { path });
+    }
+    await options.repair(file, info.header);
+    info = await readHeader(file);
+  }
+  let backing: BlockDevice | null = null;
+  if (info.backingName !== null && !options.noBacking) {
+    const backingPath = options.store.resolveBacking(path, info.backingName);
+    try {
+      backing = await openLayer(backingPath, options, info.backingFormat, true, chain);
+    } catch (err) {
+      if (err instanceof ChainError) throw err;
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new ChainError(`could not open backing file '${info.backingName}': ${reason}`, { path, cause: err });
+    }
+  }
+  const ImageClass = options.imageClass ?? QedImage;
+  const image = new ImageClass(file, info.header, info.fileSize, {
+    readOnly,
+    backing,
+    backingName: info.backingName,
+    backingFormat: info.backingFormat,
+    cacheBytes: options.cacheBytes,
+    idleFlushMs: options.idleFlushMs,
+  });
+  try {
+    await image.clearAutoclearFeatures();
+  } catch (err) {
+    await backing?.close().catch(() => undefined);
+    throw err;
+  }
+  return image;
+}
+
+export function requireQed(device: BlockDevice, what: string): QedImage {
+  if (!(device instanceof QedImage)) throw new UsageError(`${what} needs a QED image, '${device.path}' is ${device.format}`, { path: device.path });
+  return device;
+}

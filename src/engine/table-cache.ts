@@ -1,0 +1,126 @@
+// Bounded cache of table chunks (QEMU's qed-l2-cache.c, generalised to L1 too).
+//
+// Tables are cached in 4 KiB chunks keyed by host offset, not whole tables: a 16-cluster table
+// of 64 MiB clusters is 1 GiB, and random access touches one entry of it. Memory stays under
+// `capacityBytes` however large the image is; dirty or pinned chunks may exceed it briefly,
+// until the owner writes them back (the cache never writes behind the owner's back).
+//
+// Concurrency: JS runs one task at a time, so a chunk is read and changed synchronously between
+// awaits. A chunk that a caller holds across an await must be pinned (acquire/release), so that
+// it cannot be evicted and reloaded as a different object while the caller still changes it.
+
+export const TABLE_CHUNK_BYTES = 4096;
+export const ENTRIES_PER_CHUNK = TABLE_CHUNK_BYTES / 8;
+
+export class TableChunk {
+  readonly view: DataView;
+  dirty = false;
+  /** Bumped on every change, so writeback knows whether a snapshot is still current. */
+  generation = 0;
+  pins = 0;
+
+  constructor(readonly hostOffset: number, readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+}
+
+export interface CacheStats { hits: number; misses: number; evictions: number; chunks: number }
+
+export class TableCache {
+  /** Insertion order is recency order: a hit moves the chunk to the end. */
+  private chunks = new Map<number, TableChunk>();
+  private loading = new Map<number, Promise<void>>();
+  readonly stats: CacheStats = { hits: 0, misses: 0, evictions: 0, chunks: 0 };
+  /** Called when dirty chunks keep the cache over its bound; the owner writes them back. */
+  onPressure: (() => void) | null = null;
+
+  constructor(
+    private readonly load: (hostOffset: number, into: Uint8Array) => Promise<void>,
+    readonly capacityBytes: number,
+  ) {}
+
+  /** The chunk holding `hostOffset`, pinned. Release it when done. */
+  async acquire(hostOffset: number): Promise<TableChunk> {
+    for (;;) {
+      const chunk = this.chunks.get(hostOffset);
+      if (chunk) {
+        this.chunks.delete(hostOffset);
+        this.chunks.set(hostOffset, chunk);
+        chunk.pins++;
+        this.stats.hits++;
+        return chunk;
+      }
+      let pending = this.loading.get(hostOffset);
+      if (!pending) {
+        this.stats.misses++;
+        pending = this.fill(hostOffset);
+        this.loading.set(hostOffset, pending);
+      }
+      await pending;
+    }
+  }
+
+  release(chunk: TableChunk): void {
+    chunk.pins--;
+    if (chunk.pins === 0) this.evictOverflow();
+  }
+
+  /** A chunk of a table just allocated in fresh file space: all zeros, no read needed. */
+  createZeroed(hostOffset: number): TableChunk {
+    const existing = this.chunks.get(hostOffset);
+    if (existing) { existing.bytes.fill(0); return existing; }
+    const chunk = new TableChunk(hostOffset, new Uint8Array(TABLE_CHUNK_BYTES));
+    this.insert(chunk);
+    return chunk;
+  }
+
+  markDirty(chunk: TableChunk): void {
+    chunk.dirty = true;
+    chunk.generation++;
+  }
+
+  dirtyChunks(): TableChunk[] {
+    return [...this.chunks.values()].filter((c) => c.dirty);
+  }
+
+  get dirtyCount(): number {
+    let n = 0;
+    for (const c of this.chunks.values()) if (c.dirty) n++;
+    return n;
+  }
+
+  /** Forget everything (after a failed writeback, or on close). */
+  clear(): void { this.chunks.clear(); }
+
+  get sizeBytes(): number { return this.chunks.size * TABLE_CHUNK_BYTES; }
+
+  private async fill(hostOffset: number): Promise<void> {
+    try {
+      const bytes = new Uint8Array(TABLE_CHUNK_BYTES);
+      await this.load(hostOffset, bytes);
+      if (!this.chunks.has(hostOffset)) this.insert(new TableChunk(hostOffset, bytes));
+    } finally {
+      this.loading.delete(hostOffset);
+    }
+  }
+
+  private insert(chunk: TableChunk): void {
+    this.chunks.set(chunk.hostOffset, chunk);
+    this.stats.chunks = this.chunks.size;
+    this.evictOverflow();
+  }
+
+  private evictOverflow(): void {
+    if (this.sizeBytes <= this.capacityBytes) return;
+    let dirtyBlocking = false;
+    for (const [offset, chunk] of this.chunks) {
+      if (this.sizeBytes <= this.capacityBytes) break;
+      if (chunk.pins > 0) continue;
+      if (chunk.dirty) { dirtyBlocking = true; continue; }
+      this.chunks.delete(offset);
+      this.stats.evictions++;
+    }
+    this.stats.chunks = this.chunks.size;
+    if (dirtyBlocking && this.sizeBytes > this.capacityBytes) this.onPressure?.();
+  }
+}

@@ -1,0 +1,136 @@
+// A sparse in-memory BlockFile for tests and property checks: pages are allocated only when
+// written, so a multi-gigabyte virtual image costs only what was written to it.
+import type { BlockFile, FileStore, OpenMode } from './block-file.js';
+import { IoError } from '../base/errors.js';
+
+const PAGE = 64 * 1024;
+
+export class MemoryFile implements BlockFile {
+  readonly path: string;
+  readOnly = false;
+  private pages = new Map<number, Uint8Array>();
+  private length = 0;
+  private closed = false;
+
+  constructor(path = 'memory') { this.path = path; }
+
+  /** A read-only or read-write view sharing this file's bytes (as a second open() would). */
+  view(readOnly: boolean): BlockFile {
+    const self = this;
+    return {
+      path: this.path, readOnly,
+      read: (b, o) => self.read(b, o),
+      write: (b, o) => readOnly ? Promise.reject(new IoError('file is read-only', { path: self.path })) : self.write(b, o),
+      flush: () => Promise.resolve(),
+      size: () => self.size(),
+      truncate: (s) => readOnly ? Promise.reject(new IoError('file is read-only', { path: self.path })) : self.truncate(s),
+      close: () => Promise.resolve(),
+    };
+  }
+
+  readSync(buf: Uint8Array, offset: number): number {
+    buf.fill(0);
+    const end = Math.min(offset + buf.length, this.length);
+    for (let pos = offset; pos < end;) {
+      const pageIndex = Math.floor(pos / PAGE);
+      const inPage = pos - pageIndex * PAGE;
+      const n = Math.min(PAGE - inPage, end - pos);
+      const page = this.pages.get(pageIndex);
+      if (page) buf.set(page.subarray(inPage, inPage + n), pos - offset);
+      pos += n;
+    }
+    return Math.max(0, end - offset);
+  }
+
+  writeSync(buf: Uint8Array, offset: number): void {
+    for (let done = 0; done < buf.length;) {
+      const pos = offset + done;
+      const pageIndex = Math.floor(pos / PAGE);
+      const inPage = pos - pageIndex * PAGE;
+      const n = Math.min(PAGE - inPage, buf.length - done);
+      let page = this.pages.get(pageIndex);
+      if (!page) { page = new Uint8Array(PAGE); this.pages.set(pageIndex, page); }
+      page.set(buf.subarray(done, done + n), inPage);
+      done += n;
+    }
+    this.length = Math.max(this.length, offset + buf.length);
+  }
+
+  truncateSync(size: number): void {
+    if (size < this.length) {
+      for (const index of [...this.pages.keys()]) {
+        const start = index * PAGE;
+        if (start >= size) this.pages.delete(index);
+        else if (start + PAGE > size) this.pages.get(index)!.fill(0, size - start);
+      }
+    }
+    this.length = size;
+  }
+
+  get sizeSync(): number { return this.length; }
+
+  async read(buf: Uint8Array, offset: number): Promise<number> { this.check(); return this.readSync(buf, offset); }
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    this.check();
+    if (this.readOnly) throw new IoError('file is read-only', { path: this.path });
+    this.writeSync(buf, offset);
+  }
+  async flush(): Promise<void> { this.check(); }
+  async size(): Promise<number> { this.check(); return this.length; }
+  async truncate(size: number): Promise<void> { this.check(); this.truncateSync(size); }
+  async close(): Promise<void> { this.closed = true; }
+
+  /** Reopen after close (tests reopen images many times). */
+  reopen(): this { this.closed = false; return this; }
+
+  /** Deep copy, for snapshotting a disk state. */
+  clone(path = this.path): MemoryFile {
+    const copy = new MemoryFile(path);
+    for (const [i, p] of this.pages) copy.pages.set(i, p.slice());
+    copy.length = this.length;
+    return copy;
+  }
+
+  private check(): void {
+    if (this.closed) throw new IoError('file is closed', { path: this.path });
+  }
+}
+
+/** A FileStore of memory files keyed by normalised path; backing names resolve like POSIX paths. */
+export class MemoryStore implements FileStore {
+  readonly files = new Map<string, MemoryFile>();
+
+  add(path: string, file: MemoryFile = new MemoryFile(path)): MemoryFile {
+    this.files.set(normalise(path), file);
+    return file;
+  }
+
+  async open(path: string, mode: OpenMode): Promise<BlockFile> {
+    const file = this.files.get(normalise(path));
+    if (!file) throw new IoError(`could not open '${path}': no such file`, { path, errno: 'ENOENT' });
+    return file.view(mode === 'read-only');
+  }
+
+  async create(path: string): Promise<BlockFile> {
+    const file = this.add(path);
+    return file.view(false);
+  }
+
+  resolveBacking(imagePath: string, backingName: string): string {
+    if (backingName.startsWith('/')) return normalise(backingName);
+    const dir = normalise(imagePath).split('/').slice(0, -1).join('/');
+    return normalise(dir === '' ? backingName : `${dir}/${backingName}`);
+  }
+
+  async identity(path: string): Promise<string> { return normalise(path); }
+}
+
+function normalise(path: string): string {
+  const absolute = path.startsWith('/');
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') parts.pop(); else parts.push(part);
+  }
+  return (absolute ? '/' : '') + parts.join('/');
+}
