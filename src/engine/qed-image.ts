@@ -461,7 +461,7 @@ export class QedImage implements BlockDevice {
         const dirty = this.cache.dirtyChunks();
         if (dirty.length > 0) {
           const snapshot = dirty.map((chunk) => ({ chunk, generation: chunk.generation, bytes: chunk.bytes.slice() }));
-          if (this.backing) await this.file.flush(); // [I2]
+          await this.syncDataBeforeLinks(); // [I2]
           await this.setNeedCheck(); // [I3]
           await this.growFileToAllocEnd();
           await Promise.all(snapshot.map((s) => this.file.write(s.bytes, s.chunk.hostOffset)));
@@ -491,6 +491,11 @@ export class QedImage implements BlockDevice {
     } finally {
       release();
     }
+  }
+
+  /** [I2] Data before the entries that point at it, where a backing file makes it matter. */
+  protected async syncDataBeforeLinks(): Promise<void> {
+    if (this.backing) await this.file.flush();
   }
 
   /** Write NEED_CHECK and flush it before any table write [I3]. Called under the writeback mutex. */

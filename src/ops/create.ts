@@ -1,0 +1,62 @@
+// Creating QED and raw images, with qemu-img create's rules: the size may come from the
+// backing file; the backing file must open unless `unsafe` (qemu-img -u). Everything is
+// validated before the target file is touched.
+import { UnsupportedError, UsageError } from '../base/errors.js';
+import type { FileStore } from '../io/block-file.js';
+import { NodeFileStore } from '../io/node-file.js';
+import type { ImageFormat } from '../format/probe.js';
+import { SECTOR_SIZE } from '../format/constants.js';
+import { planQedHeader, writeNewQed } from '../engine/create.js';
+import { openImage } from '../engine/open.js';
+
+export interface CreateImageOptions {
+  format?: ImageFormat;
+  /** Bytes; with a backing file it defaults to the backing file's size. */
+  size?: number;
+  backingFile?: string;
+  backingFormat?: ImageFormat;
+  clusterSize?: number;
+  tableSize?: number;
+  /** Do not open the backing file (qemu-img create -u): the size must then be given. */
+  unsafe?: boolean;
+  store?: FileStore;
+}
+
+export interface CreatedImage { path: string; format: ImageFormat; size: number; backingFormat?: ImageFormat }
+
+export async function createImage(path: string, options: CreateImageOptions): Promise<CreatedImage> {
+  const store = options.store ?? new NodeFileStore();
+  const format = options.format ?? 'qed';
+  let size = options.size;
+  let backingFormat = options.backingFormat;
+  const backingFile = options.backingFile === '' ? undefined : options.backingFile;
+
+  if (format === 'raw') {
+    if (backingFile !== undefined) throw new UnsupportedError('a backing file for a raw image', { path });
+    if (size === undefined) throw new UsageError('an image size is required', { path });
+    if (options.clusterSize !== undefined || options.tableSize !== undefined) {
+      throw new UsageError('cluster_size and table_size apply to qed images only', { path });
+    }
+    if (!Number.isSafeInteger(size) || size < 0) throw new UsageError(`invalid image size ${size}`, { path });
+    const file = await store.create(path);
+    try { await file.truncate(size); await file.flush(); } finally { await file.close(); }
+    return { path, format, size };
+  }
+
+  if (backingFile !== undefined && !options.unsafe) {
+    const backingPath = store.resolveBacking(path, backingFile);
+    const backing = await openImage(backingPath, { store, readOnly: true, format: backingFormat });
+    try {
+      size ??= backing.size;
+      backingFormat ??= backing.format;
+    } finally {
+      await backing.close();
+    }
+  }
+  if (size === undefined) throw new UsageError('an image size is required (or a backing file to take it from)', { path });
+  if (size % SECTOR_SIZE !== 0 && options.size === undefined) size += SECTOR_SIZE - (size % SECTOR_SIZE);
+  const plan = planQedHeader({ size, clusterSize: options.clusterSize, tableSize: options.tableSize, backingFile, backingFormat });
+  const file = await store.create(path);
+  try { await writeNewQed(file, plan); } finally { await file.close(); }
+  return { path, format, size, backingFormat };
+}
