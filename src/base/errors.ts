@@ -66,10 +66,21 @@ export function hex(n: number | bigint): string {
   return '0x' + n.toString(16);
 }
 
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'No such file or directory', EACCES: 'Permission denied', EISDIR: 'Is a directory',
+  ENOSPC: 'No space left on device', EIO: 'Input/output error', EROFS: 'Read-only file system',
+  EPERM: 'Operation not permitted', ENOTDIR: 'Not a directory', EMFILE: 'Too many open files',
+  EBUSY: 'Device or resource busy', EFBIG: 'File too large', ELOOP: 'Too many levels of symbolic links',
+};
+
 /** Node's fs errors carry an errno code; keep it so ENOSPC stays ENOSPC up to the front end. */
 export function wrapIoError(op: string, path: string, offset: number | undefined, cause: unknown): IoError {
   const errno = (cause as { code?: unknown })?.code;
-  const reason = cause instanceof Error ? cause.message : String(cause);
+  const known = typeof errno === 'string' ? ERRNO_TEXT[errno] : undefined;
+  const reason = known ?? (cause instanceof Error ? cause.message : String(cause));
+  if (op === 'open' || op === 'create') {
+    return new IoError(`could not ${op} '${path}': ${reason}`, { path, cause, errno: typeof errno === 'string' ? errno : undefined });
+  }
   const where = offset === undefined ? '' : ` at ${hex(offset)}`;
   return new IoError(`${op} failed${where}: ${reason}`, {
     path, offset, cause, errno: typeof errno === 'string' ? errno : undefined,

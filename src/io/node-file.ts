@@ -1,6 +1,6 @@
 // BlockFile over a local file (or block device) with positional I/O and fdatasync.
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenMode } from './block-file.js';
 import { IoError, wrapIoError } from '../base/errors.js';
 
@@ -82,8 +82,11 @@ export class NodeFile implements BlockFile {
 export class NodeFileStore implements FileStore {
   open(path: string, mode: OpenMode): Promise<BlockFile> { return NodeFile.open(path, mode); }
   create(path: string): Promise<BlockFile> { return NodeFile.create(path); }
+  /** QEMU's path_combine: the image's directory as given, a slash, the name; not normalised. */
   resolveBacking(imagePath: string, backingName: string): string {
-    return isAbsolute(backingName) ? backingName : resolve(dirname(imagePath), backingName);
+    if (isAbsolute(backingName)) return backingName;
+    const slash = imagePath.lastIndexOf('/');
+    return slash < 0 ? backingName : imagePath.slice(0, slash + 1) + backingName;
   }
   async identity(path: string): Promise<string> {
     try { return await realpath(path); } catch { return resolve(path); }

@@ -1,0 +1,45 @@
+// qed info [-f FMT] [--output=human|json] [--backing-chain] FILE
+import type { Command } from 'commander';
+import { UsageError } from '../base/errors.js';
+import { imageInfo, type ImageInfo } from '../ops/info.js';
+import { parseFormat } from './options.js';
+import { writeOut } from './report.js';
+import { sizeToStr, sizeWithBytes } from './sizes.js';
+
+export function registerInfo(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+  program.command('info')
+    .description('show image information, as qemu-img info does')
+    .usage('[-f FMT] [--output=human|json] [--backing-chain] FILE')
+    .option('-f, --format <fmt>', 'image format (probed when not given)')
+    .option('--output <kind>', 'human or json', 'human')
+    .option('--backing-chain', 'describe every image of the backing chain')
+    .argument('<file>')
+    .addHelpText('after', '\nExample:\n  qed info --output=json --backing-chain overlay.qed')
+    .action((file: string, flags: { format?: string; output: string; backingChain?: boolean }) => run('info', file, async () => {
+      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      const infos = await imageInfo(file, { format: parseFormat(flags.format), backingChain: flags.backingChain });
+      if (flags.output === 'json') {
+        writeOut(JSON.stringify(flags.backingChain ? infos : infos[0], null, 4) + '\n');
+      } else {
+        writeOut(infos.map(humanInfo).join('\n'));
+      }
+      return 0;
+    }));
+}
+
+function humanInfo(info: ImageInfo): string {
+  const lines = [
+    `image: ${info.filename}`,
+    `file format: ${info.format}`,
+    `virtual size: ${sizeWithBytes(info['virtual-size'])}`,
+    `disk size: ${info['actual-size'] === undefined ? 'unavailable' : sizeToStr(info['actual-size'])}`,
+  ];
+  if (info['cluster-size'] !== undefined) lines.push(`cluster_size: ${info['cluster-size']}`);
+  if (info['backing-filename'] !== undefined) {
+    const full = info['full-backing-filename'];
+    lines.push(`backing file: ${info['backing-filename']}${full && full !== info['backing-filename'] ? ` (actual path: ${full})` : ''}`);
+  }
+  if (info['backing-filename-format'] !== undefined) lines.push(`backing file format: ${info['backing-filename-format']}`);
+  if (info['dirty-flag']) lines.push('cleanly shut down: no');
+  return lines.join('\n') + '\n';
+}

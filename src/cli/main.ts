@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// The `qed` command: a qemu-img / qemu-io style tool for QED and raw images. This file and
+// its siblings are the only code that writes to stdout/stderr or sets the exit code.
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { registerCreate } from './create.js';
+import { registerInfo } from './info.js';
+import { registerIo } from './io.js';
+import { registerMap } from './map.js';
+import { reportError, setDebug } from './report.js';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const run = async (name: string, file: string | undefined, job: () => Promise<number>): Promise<void> => {
+    try {
+      exitCode = await job();
+    } catch (err) {
+      exitCode = reportError(name, err, file);
+    }
+  };
+  const program = new Command('qed')
+    .description('QED and raw disk images: create, inspect, read and write them (a qemu-img / qemu-io work-alike)')
+    .version(version())
+    .option('--debug', 'print stack traces with errors')
+    .showHelpAfterError()
+    .exitOverride()
+    .hook('preAction', (cmd) => { setDebug(Boolean(cmd.opts().debug)); });
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
+  for (const register of [registerCreate, registerInfo, registerIo, registerMap]) register(program, run);
+  for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
+    writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+    return reportError('', err);
+  }
+  return exitCode;
+}
+
+main(process.argv).then((code) => { process.exitCode = code; }, (err: unknown) => {
+  process.stderr.write(`qed: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

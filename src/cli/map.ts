@@ -1,0 +1,50 @@
+// qed map [-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE
+import type { Command } from 'commander';
+import { UsageError } from '../base/errors.js';
+import { mapChain, type MapEntry } from '../ops/map.js';
+import { openDevice } from '../ops/open.js';
+import { parseFormat } from './options.js';
+import { writeOut } from './report.js';
+import { parseSize } from './sizes.js';
+
+export function registerMap(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+  program.command('map')
+    .description('show where the data of an image lives, as qemu-img map does')
+    .usage('[-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE')
+    .option('-f, --format <fmt>', 'image format (probed when not given)')
+    .option('--output <kind>', 'human or json', 'human')
+    .option('-s, --start-offset <n>', 'first byte to map', '0')
+    .option('-l, --max-length <n>', 'bytes to map')
+    .argument('<file>')
+    .addHelpText('after', '\nExample:\n  qed map --output=json overlay.qed')
+    .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string }) => run('map', file, async () => {
+      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      const device = await openDevice(file, { format: parseFormat(flags.format), readOnly: true });
+      try {
+        const start = Math.min(parseSize(flags.startOffset, 'start offset'), device.size);
+        const length = Math.min(flags.maxLength === undefined ? Infinity : parseSize(flags.maxLength, 'length'), device.size - start);
+        const entries = await mapChain(device, start, length);
+        writeOut(flags.output === 'json' ? jsonMap(entries) : humanMap(entries));
+      } finally {
+        await device.close();
+      }
+      return 0;
+    }));
+}
+
+function jsonMap(entries: MapEntry[]): string {
+  const lines = entries.map((e) => `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}${e.offset === undefined ? '' : `, "offset": ${e.offset}`}}`);
+  return `[${lines.join(',\n')}]\n`;
+}
+
+function hex16(n: number): string {
+  return (n === 0 ? '0' : `0x${n.toString(16)}`).padEnd(16);
+}
+
+function humanMap(entries: MapEntry[]): string {
+  let text = 'Offset          Length          Mapped to       File\n';
+  for (const e of entries) {
+    if (e.data && !e.zero && e.offset !== undefined) text += `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset)}${e.filename ?? ''}\n`;
+  }
+  return text;
+}

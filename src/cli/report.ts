@@ -1,0 +1,24 @@
+// The one place the CLI turns an error into a line on stderr and an exit code.
+import { QedError } from '../base/errors.js';
+
+export class CliExit extends Error {
+  constructor(readonly exitCode: number) { super(`exit ${exitCode}`); }
+}
+
+let debug = false;
+export function setDebug(on: boolean): void { debug = on; }
+export function isDebug(): boolean { return debug; }
+
+/** One line: "qed: <command>: <file>: <what went wrong>"; the stack only with --debug. */
+export function reportError(command: string, err: unknown, file?: string): number {
+  const where = (err instanceof QedError && err.path) ? err.path : file;
+  const message = err instanceof Error ? err.message : String(err);
+  const prefix = ['qed', command, where].filter((p) => p !== undefined && p !== '').join(': ');
+  process.stderr.write(`${prefix}: ${message}\n`);
+  if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return 1;
+}
+
+export function writeOut(text: string): void {
+  process.stdout.write(text);
+}

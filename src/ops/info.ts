@@ -1,0 +1,74 @@
+// `info`: what qemu-img info reports, with the same keys in the same order.
+import type { FileStore } from '../io/block-file.js';
+import { NodeFileStore, allocatedBytes } from '../io/node-file.js';
+import { QED_F_NEED_CHECK } from '../format/constants.js';
+import type { ImageFormat } from '../format/probe.js';
+import type { BlockDevice } from '../engine/device.js';
+import { openImage } from '../engine/open.js';
+import { QedImage } from '../engine/qed-image.js';
+
+/** Keys as qemu-img info --output=json spells them, in its order. */
+export interface ImageInfo {
+  'backing-filename-format'?: string;
+  'virtual-size': number;
+  filename: string;
+  'cluster-size'?: number;
+  format: ImageFormat;
+  'actual-size'?: number;
+  'full-backing-filename'?: string;
+  'backing-filename'?: string;
+  'dirty-flag': boolean;
+}
+
+export interface InfoOptions {
+  format?: ImageFormat;
+  backingChain?: boolean;
+  store?: FileStore;
+  /** qemu-img reports st_blocks * 512; other stores have no such notion. */
+  actualSize?: (path: string) => Promise<number | undefined>;
+}
+
+export async function imageInfo(path: string, options: InfoOptions = {}): Promise<ImageInfo[]> {
+  const store = options.store ?? new NodeFileStore();
+  const actualSize = options.actualSize ?? (options.store ? async () => undefined : localActualSize);
+  // The chain is opened only when asked for: plain info works with a missing backing file.
+  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain });
+  try {
+    const infos: ImageInfo[] = [];
+    for (let layer: BlockDevice | null = top; layer; layer = layer.backing) {
+      infos.push(await describe(layer, store, actualSize));
+    }
+    return infos;
+  } finally {
+    await top.close();
+  }
+}
+
+async function describe(device: BlockDevice, store: FileStore, actualSize: (path: string) => Promise<number | undefined>): Promise<ImageInfo> {
+  const actual = await actualSize(device.path);
+  if (!(device instanceof QedImage)) {
+    return withActual({ 'virtual-size': device.size, filename: device.path, format: device.format, 'dirty-flag': false }, actual);
+  }
+  const info: ImageInfo = {} as ImageInfo;
+  if (device.backingFormat) info['backing-filename-format'] = device.backingFormat;
+  info['virtual-size'] = device.size;
+  info.filename = device.path;
+  info['cluster-size'] = device.clusterSize;
+  info.format = 'qed';
+  if (actual !== undefined) info['actual-size'] = actual;
+  if (device.backingName !== null) {
+    info['full-backing-filename'] = store.resolveBacking(device.path, device.backingName);
+    info['backing-filename'] = device.backingName;
+  }
+  info['dirty-flag'] = (device.currentHeader.features & QED_F_NEED_CHECK) !== 0n;
+  return info;
+}
+
+function withActual(info: ImageInfo, actual: number | undefined): ImageInfo {
+  const { 'dirty-flag': dirty, ...rest } = info;
+  return { ...rest, ...(actual === undefined ? {} : { 'actual-size': actual }), 'dirty-flag': dirty };
+}
+
+async function localActualSize(path: string): Promise<number | undefined> {
+  try { return await allocatedBytes(path); } catch { return undefined; }
+}
