@@ -3,6 +3,7 @@
 // its siblings are the only code that writes to stdout/stderr or sets the exit code.
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { registerCheck } from './check.js';
 import { registerCreate } from './create.js';
 import { registerInfo } from './info.js';
 import { registerIo } from './io.js';
@@ -35,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .hook('preAction', (cmd) => { setDebug(Boolean(cmd.opts().debug)); });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
-  for (const register of [registerCreate, registerInfo, registerIo, registerMap]) register(program, run);
+  for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck]) register(program, run);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
     writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
   });
