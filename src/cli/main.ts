@@ -4,10 +4,14 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { registerCheck } from './check.js';
+import { registerCompare } from './compare.js';
+import { registerConvert } from './convert.js';
 import { registerCreate } from './create.js';
 import { registerInfo } from './info.js';
 import { registerIo } from './io.js';
 import { registerMap } from './map.js';
+import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
+import { registerResize } from './resize.js';
 import { reportError, setDebug } from './report.js';
 
 function version(): string {
@@ -36,7 +40,8 @@ async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .hook('preAction', (cmd) => { setDebug(Boolean(cmd.opts().debug)); });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
-  for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck]) register(program, run);
+  for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,
+    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench]) register(program, run);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
     writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
   });
@@ -49,7 +54,15 @@ async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-main(process.argv).then((code) => { process.exitCode = code; }, (err: unknown) => {
+/** `qed resize FILE -1G`: a negative size is an argument, not an option (qemu-img accepts it). */
+function protectNegativeSizes(argv: string[]): string[] {
+  const at = argv.indexOf('resize');
+  const last = argv.length - 1;
+  if (at < 0 || last <= at || argv.includes('--') || !/^-\d/.test(argv[last]!)) return argv;
+  return [...argv.slice(0, last), '--', argv[last]!];
+}
+
+main(protectNegativeSizes(process.argv)).then((code) => { process.exitCode = code; }, (err: unknown) => {
   process.stderr.write(`qed: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -1,0 +1,35 @@
+// qed compare [-f FMT] [-F FMT] [-s] [-q] A B
+import type { Command } from 'commander';
+import { compareImages } from '../ops/compare.js';
+import { parseFormat } from './options.js';
+import { reportError, writeOut } from './report.js';
+
+/** qemu-img compare: 0 identical, 1 different, 2 error. */
+const EXIT_ERROR = 2;
+
+export function registerCompare(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+  program.command('compare')
+    .description('compare the guest content of two images')
+    .usage('[-f FMT] [-F FMT] [-s] [-q] A B')
+    .option('-f, --format <fmt>', 'format of A (probed when not given)')
+    .option('-F, --format-b <fmt>', 'format of B (probed when not given)')
+    .option('-s, --strict', 'images of different sizes are different')
+    .option('-q, --quiet', 'print nothing (exit code only)')
+    .argument('<a>')
+    .argument('<b>')
+    .addHelpText('after', '\nExit codes: 0 identical, 1 different, 2 error.\n\nExample:\n  qed compare disk.qed disk.raw')
+    .action((a: string, b: string, flags: { format?: string; formatB?: string; strict?: boolean; quiet?: boolean }) => run('compare', undefined, async () => {
+      const say = (text: string) => { if (!flags.quiet) writeOut(text); };
+      try {
+        const result = await compareImages(a, b, { formatA: parseFormat(flags.format), formatB: parseFormat(flags.formatB), strict: flags.strict });
+        if (result.kind === 'size-mismatch') { say('Strict mode: Image size mismatch!\n'); return 1; }
+        if (result.sizeMismatch) say('Warning: Image size mismatch!\n');
+        if (result.kind === 'content-mismatch') { say(`Content mismatch at offset ${result.offset}!\n`); return 1; }
+        say('Images are identical.\n');
+        return 0;
+      } catch (err) {
+        reportError('compare', err);
+        return EXIT_ERROR;
+      }
+    }));
+}

@@ -1,0 +1,53 @@
+// qed convert [-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST
+import type { Command } from 'commander';
+import { UsageError } from '../base/errors.js';
+import { convertImage } from '../ops/convert.js';
+import { parseFormat, parseKeyValues } from './options.js';
+import { startProgress } from './progress.js';
+import { parseSize } from './sizes.js';
+
+type Run = (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>;
+
+export function registerConvert(program: Command, run: Run): void {
+  program.command('convert')
+    .description('copy an image into a new raw or QED image, sparse, optionally over a backing file')
+    .usage('[-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST')
+    .option('-p, --progress', 'show a progress bar (on a terminal)')
+    .option('-f, --format <fmt>', 'source format (probed when not given)')
+    .option('-O, --output-format <fmt>', 'target format: raw (default) or qed')
+    .option('-o, --options <opts>', 'cluster_size=N,table_size=N,backing_file=F,backing_fmt=FMT', (v: string, p: string[]) => [...p, v], [])
+    .option('-B, --backing <file>', 'backing file of the target: only what differs from it is written')
+    .option('-F, --backing-format <fmt>', 'format of the -B backing file')
+    .option('-S, --sparse-size <size>', 'zero runs at least this long are not written (0: write everything)', '4k')
+    .option('-n, --no-create', 'the target exists; do not create it')
+    .option('-m, --in-flight <n>', 'requests in flight at once', '8')
+    .argument('<src>')
+    .argument('<dst>')
+    .addHelpText('after', '\nExample:\n  qed convert -p -O qed -o cluster_size=64k disk.raw disk.qed')
+    .action((src: string, dst: string, flags: {
+      progress?: boolean; format?: string; outputFormat?: string; options: string[]; backing?: string;
+      backingFormat?: string; sparseSize: string; create: boolean; inFlight: string;
+    }) => run('convert', dst, async () => {
+      const opts = parseKeyValues(flags.options.join(','), ['cluster_size', 'table_size', 'backing_file', 'backing_fmt']);
+      const inFlight = Number(flags.inFlight);
+      if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > 1024) throw new UsageError(`invalid --in-flight '${flags.inFlight}'`);
+      const progress = startProgress(Boolean(flags.progress), 'convert');
+      try {
+        await convertImage(src, dst, {
+          sourceFormat: parseFormat(flags.format),
+          targetFormat: parseFormat(flags.outputFormat) ?? 'raw',
+          clusterSize: opts.has('cluster_size') ? parseSize(opts.get('cluster_size')!, 'cluster_size') : undefined,
+          tableSize: opts.has('table_size') ? Number(opts.get('table_size')) : undefined,
+          backingFile: flags.backing ?? opts.get('backing_file'),
+          backingFormat: parseFormat(flags.backingFormat ?? opts.get('backing_fmt'), 'backing format'),
+          sparseSize: parseSize(flags.sparseSize, 'sparse size'),
+          noCreate: !flags.create,
+          inFlight,
+          onProgress: (done, total) => progress.update(done, total),
+        });
+      } finally {
+        progress.stop();
+      }
+      return 0;
+    }));
+}

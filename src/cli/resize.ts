@@ -1,0 +1,25 @@
+// qed resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE
+import type { Command } from 'commander';
+import { resizeImage } from '../ops/resize.js';
+import { parseFormat } from './options.js';
+import { writeOut } from './report.js';
+import { parseSize } from './sizes.js';
+
+export function registerResize(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+  program.command('resize')
+    .description('grow an image (QED within its L1 capacity; raw files may also shrink with --shrink)')
+    .usage('[-f FMT] [--shrink] [-q] FILE [+|-]SIZE')
+    .option('-f, --format <fmt>', 'image format (probed when not given)')
+    .option('--shrink', 'allow a raw file to shrink')
+    .option('-q, --quiet', 'print nothing on success')
+    .argument('<file>')
+    .argument('<size>', 'new size, or +N / -N relative to the current one')
+    .allowUnknownOption(false)
+    .addHelpText('after', '\nExample:\n  qed resize disk.qed +10G')
+    .action((file: string, size: string, flags: { format?: string; shrink?: boolean; quiet?: boolean }) => run('resize', file, async () => {
+      const relative = size.startsWith('+') ? 1 : size.startsWith('-') ? -1 : 0;
+      await resizeImage(file, parseSize(relative === 0 ? size : size.slice(1)), relative, { format: parseFormat(flags.format), shrink: flags.shrink });
+      if (!flags.quiet) writeOut('Image resized.\n');
+      return 0;
+    }));
+}

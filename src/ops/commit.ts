@@ -1,0 +1,60 @@
+// `commit`: write what an overlay holds (data and zero clusters) into its backing file, then
+// empty the overlay unless asked to keep it. The backing file grows if it is smaller.
+import { UsageError } from '../base/errors.js';
+import { alignUp } from '../base/math.js';
+import type { FileStore } from '../io/block-file.js';
+import { NodeFileStore } from '../io/node-file.js';
+import type { ImageFormat } from '../format/probe.js';
+import type { BlockDevice } from '../engine/device.js';
+import { makeEmpty } from '../engine/make-empty.js';
+import { QedImage } from '../engine/qed-image.js';
+import { withQedFile } from './chain-files.js';
+import { openDevice } from './open.js';
+import { runPool } from './pool.js';
+
+export interface CommitOptions { format?: ImageFormat; keepOverlay?: boolean; store?: FileStore; onProgress?: (done: number, total: number) => void }
+
+const WINDOW = 256 * 1024 * 1024;
+const PIECE = 1024 * 1024;
+
+export async function commitImage(path: string, options: CommitOptions = {}): Promise<void> {
+  const store = options.store ?? new NodeFileStore();
+  const overlay = await openDevice(path, { format: options.format, readOnly: true, store });
+  try {
+    if (!(overlay instanceof QedImage)) throw new UsageError('commit needs a QED overlay', { path });
+    if (overlay.backingName === null || !overlay.backing) throw new UsageError('image does not have a backing file', { path });
+    const base = await openDevice(store.resolveBacking(path, overlay.backingName), { format: overlay.backing.format, store });
+    try {
+      if (base.size < overlay.size) await base.resize(base.format === 'qed' ? alignUp(overlay.size, 512) : overlay.size);
+      await copyAllocated(overlay, base, options.onProgress);
+      await base.flush();
+    } finally {
+      await base.close();
+    }
+  } finally {
+    await overlay.close();
+  }
+  if (!options.keepOverlay) await withQedFile(path, store, ({ file, header }) => makeEmpty(file, header));
+}
+
+/** Copy the top layer's own data and zero runs, window by window to bound memory. */
+async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (done: number, total: number) => void): Promise<void> {
+  for (let windowStart = 0; windowStart < from.size; windowStart += WINDOW) {
+    const extents = await from.blockStatus(windowStart, Math.min(WINDOW, from.size - windowStart));
+    const pieces: Array<{ offset: number; length: number; zero: boolean }> = [];
+    for (const e of extents) {
+      if (e.kind === 'unallocated') continue;
+      for (let at = e.guestOffset; at < e.guestOffset + e.length; at += PIECE) {
+        pieces.push({ offset: at, length: Math.min(PIECE, e.guestOffset + e.length - at), zero: e.kind === 'zero' });
+      }
+    }
+    await runPool(pieces.length, 8, async (i) => {
+      const p = pieces[i]!;
+      if (p.zero) { await to.writeZeroes(p.offset, p.length); return; }
+      const buf = new Uint8Array(p.length);
+      await from.read(buf, p.offset);
+      await to.write(buf, p.offset);
+    });
+    onProgress?.(Math.min(from.size, windowStart + WINDOW), from.size);
+  }
+}

@@ -1,0 +1,70 @@
+// `compare`: guest content of two images, as qemu-img compare judges it: a shorter image
+// compares as if padded with zeros (unless strict), ranges both chains call zero are not read,
+// and the first difference is reported at its 512-byte sector.
+import type { FileStore } from '../io/block-file.js';
+import type { ImageFormat } from '../format/probe.js';
+import type { BlockDevice } from '../engine/device.js';
+import { mapChain } from './map.js';
+import { openDevice } from './open.js';
+import { isAllZero } from './zero-detect.js';
+
+export type CompareResult =
+  | { kind: 'identical'; sizeMismatch: boolean }
+  | { kind: 'content-mismatch'; offset: number; sizeMismatch: boolean }
+  | { kind: 'size-mismatch' };
+
+export interface CompareOptions { formatA?: ImageFormat; formatB?: ImageFormat; strict?: boolean; store?: FileStore; chunkSize?: number }
+
+export async function compareImages(pathA: string, pathB: string, options: CompareOptions = {}): Promise<CompareResult> {
+  const a = await openDevice(pathA, { readOnly: true, format: options.formatA, store: options.store });
+  try {
+    const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store });
+    try {
+      return await compareDevices(a, b, options.strict ?? false, options.chunkSize ?? 1024 * 1024);
+    } finally {
+      await b.close();
+    }
+  } finally {
+    await a.close();
+  }
+}
+
+export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boolean, chunkSize: number): Promise<CompareResult> {
+  const sizeMismatch = a.size !== b.size;
+  if (sizeMismatch && strict) return { kind: 'size-mismatch' };
+  const common = Math.min(a.size, b.size);
+  const bufA = new Uint8Array(chunkSize);
+  const bufB = new Uint8Array(chunkSize);
+  for (let start = 0; start < common; start += chunkSize) {
+    const length = Math.min(chunkSize, common - start);
+    const [mapA, mapB] = await Promise.all([mapChain(a, start, length), mapChain(b, start, length)]);
+    if (mapA.every((e) => e.zero) && mapB.every((e) => e.zero)) continue;
+    const ra = bufA.subarray(0, length);
+    const rb = bufB.subarray(0, length);
+    await Promise.all([a.read(ra, start), b.read(rb, start)]);
+    const at = firstDifference(ra, rb);
+    if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
+  }
+  // The longer image must read as zeros past the shorter one's end.
+  const longer = a.size > b.size ? a : b;
+  const buf = new Uint8Array(chunkSize);
+  for (let start = common; start < longer.size; start += chunkSize) {
+    const length = Math.min(chunkSize, longer.size - start);
+    const map = await mapChain(longer, start, length);
+    if (map.every((e) => e.zero)) continue;
+    const piece = buf.subarray(0, length);
+    await longer.read(piece, start);
+    if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch };
+  }
+  return { kind: 'identical', sizeMismatch };
+}
+
+function firstDifference(x: Uint8Array, y: Uint8Array): number {
+  if (Buffer.from(x.buffer, x.byteOffset, x.length).equals(y)) return -1;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+function sectorOf(offset: number): number {
+  return offset - (offset % 512);
+}

@@ -1,0 +1,141 @@
+// `convert`: copy a guest image into a new (or existing, -n) raw or QED image. The output is
+// sparse: ranges the source chain reports as zero are not read, and zero blocks of at least
+// `sparseSize` bytes in data are not written. With a backing file for the target (-B) only
+// what differs from that backing is written. Many chunks are in flight at once.
+import { UsageError } from '../base/errors.js';
+import { alignUp } from '../base/math.js';
+import type { FileStore } from '../io/block-file.js';
+import type { ImageFormat } from '../format/probe.js';
+import type { BlockDevice } from '../engine/device.js';
+import { createImage } from './create.js';
+import { mapChain, type MapEntry } from './map.js';
+import { openDevice } from './open.js';
+import { runPool } from './pool.js';
+import { isAllZero, zeroRuns } from './zero-detect.js';
+
+export interface ConvertOptions {
+  sourceFormat?: ImageFormat;
+  targetFormat?: ImageFormat;
+  clusterSize?: number;
+  tableSize?: number;
+  /** -B: the target's backing file; only what differs from it is written. */
+  backingFile?: string;
+  backingFormat?: ImageFormat;
+  /** -S: zero runs at least this long are left unwritten; 0 writes everything. */
+  sparseSize?: number;
+  /** -n: the target exists already; do not create it. */
+  noCreate?: boolean;
+  inFlight?: number;
+  chunkSize?: number;
+  store?: FileStore;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_SPARSE_SIZE = 4096;
+
+export async function convertImage(sourcePath: string, targetPath: string, options: ConvertOptions = {}): Promise<void> {
+  const sparseSize = options.sparseSize ?? DEFAULT_SPARSE_SIZE;
+  if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || (sparseSize !== 0 && sparseSize % 512 !== 0)) {
+    throw new UsageError(`invalid sparse size ${sparseSize}: a multiple of 512, or 0`);
+  }
+  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store });
+  let target: BlockDevice | null = null;
+  try {
+    const targetFormat = options.targetFormat ?? 'raw';
+    if (!options.noCreate) {
+      await createImage(targetPath, {
+        format: targetFormat,
+        size: targetFormat === 'qed' ? alignUp(source.size, 512) : source.size,
+        clusterSize: options.clusterSize, tableSize: options.tableSize,
+        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store,
+      });
+    }
+    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store });
+    if (target.size < source.size) {
+      throw new UsageError(`target '${targetPath}' (${target.size} bytes) is smaller than the source (${source.size} bytes)`);
+    }
+    await copyContent(source, target, {
+      sparseSize,
+      targetIsFresh: !options.noCreate,
+      inFlight: options.inFlight ?? 8,
+      chunkSize: options.chunkSize ?? 1024 * 1024,
+      onProgress: options.onProgress,
+    });
+    await target.flush();
+  } finally {
+    await target?.close().catch(() => undefined);
+    await source.close();
+  }
+}
+
+interface CopyPlan { sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number; onProgress?: (done: number, total: number) => void }
+
+async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyPlan): Promise<void> {
+  const size = source.size;
+  const chunks = Math.ceil(size / plan.chunkSize);
+  let done = 0;
+  plan.onProgress?.(0, size);
+  await runPool(chunks, plan.inFlight, async (index) => {
+    const start = index * plan.chunkSize;
+    const length = Math.min(plan.chunkSize, size - start);
+    await copyChunk(source, target, start, length, plan);
+    done += length;
+    plan.onProgress?.(done, size);
+  });
+}
+
+async function copyChunk(source: BlockDevice, target: BlockDevice, start: number, length: number, plan: CopyPlan): Promise<void> {
+  const sourceMap = await mapChain(source, start, length);
+  const allZero = sourceMap.every((e: MapEntry) => e.zero);
+  // What the target shows there now: zeros when fresh without backing; otherwise read it.
+  const targetHasBacking = target.backing !== null;
+  const targetReadsZero = plan.targetIsFresh && !targetHasBacking;
+  if (allZero && plan.sparseSize !== 0) {
+    if (targetReadsZero) return;
+    const current = new Uint8Array(length);
+    await target.read(current, start);
+    if (!isAllZero(current)) await target.writeZeroes(start, length);
+    return;
+  }
+  const data = new Uint8Array(length);
+  await source.read(data, start);
+  if (plan.sparseSize === 0) {
+    await target.write(data, start);
+    return;
+  }
+  let current: Uint8Array | null = null;
+  if (!targetReadsZero) {
+    current = new Uint8Array(length);
+    await target.read(current, start);
+  }
+  const writes: Promise<void>[] = [];
+  for (const run of zeroRuns(data, plan.sparseSize)) {
+    const piece = data.subarray(run.start, run.start + run.length);
+    if (current) {
+      const now = current.subarray(run.start, run.start + run.length);
+      if (Buffer.from(piece.buffer, piece.byteOffset, piece.length).equals(now)) continue;
+      writes.push(run.zero ? target.writeZeroes(start + run.start, run.length) : writeDiffering(target, piece, now, start + run.start, plan.sparseSize));
+    } else if (!run.zero) {
+      writes.push(target.write(piece, start + run.start));
+    }
+  }
+  await Promise.all(writes);
+}
+
+/** Over a backing file, write only the blocks that differ from what the target shows. */
+async function writeDiffering(target: BlockDevice, wanted: Uint8Array, now: Uint8Array, offset: number, granularity: number): Promise<void> {
+  let runStart = -1;
+  const writes: Promise<void>[] = [];
+  const flush = (end: number) => {
+    if (runStart >= 0) writes.push(target.write(wanted.subarray(runStart, end), offset + runStart));
+    runStart = -1;
+  };
+  for (let pos = 0; pos < wanted.length; pos += granularity) {
+    const end = Math.min(pos + granularity, wanted.length);
+    const same = Buffer.from(wanted.buffer, wanted.byteOffset + pos, end - pos).equals(now.subarray(pos, end));
+    if (same) flush(pos);
+    else if (runStart < 0) runStart = pos;
+  }
+  flush(wanted.length);
+  await Promise.all(writes);
+}

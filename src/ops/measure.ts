@@ -1,0 +1,65 @@
+// `measure`: how large a new image must be. For QED: header, L1, and for every L2 table and
+// data cluster the source needs, its size; fully allocated is every cluster and table.
+import { UsageError } from '../base/errors.js';
+import type { FileStore } from '../io/block-file.js';
+import { QED_DEFAULT_CLUSTER_SIZE, QED_DEFAULT_TABLE_SIZE } from '../format/constants.js';
+import { Geometry } from '../format/geometry.js';
+import type { ImageFormat } from '../format/probe.js';
+import { planQedHeader } from '../engine/create.js';
+import { mapChain } from './map.js';
+import { openDevice } from './open.js';
+
+export interface MeasureOptions {
+  size?: number;
+  source?: string;
+  sourceFormat?: ImageFormat;
+  targetFormat?: ImageFormat;
+  clusterSize?: number;
+  tableSize?: number;
+  store?: FileStore;
+}
+
+export interface Measurement { required: number; 'fully-allocated': number }
+
+const WINDOW = 256 * 1024 * 1024;
+
+export async function measureImage(options: MeasureOptions): Promise<Measurement> {
+  if ((options.size === undefined) === (options.source === undefined)) throw new UsageError('give either a size or a source image');
+  const format = options.targetFormat ?? 'raw';
+  const clusterSize = options.clusterSize ?? QED_DEFAULT_CLUSTER_SIZE;
+  const tableSize = options.tableSize ?? QED_DEFAULT_TABLE_SIZE;
+  let size = options.size ?? 0;
+  let dataClusters: Set<number> | null = null;
+  if (options.source !== undefined) {
+    const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store });
+    try {
+      size = source.size;
+      if (format === 'qed') dataClusters = await clustersWithData(source, clusterSize);
+    } finally {
+      await source.close();
+    }
+  }
+  if (format === 'raw') return { required: size, 'fully-allocated': size };
+  const paddedSize = size % 512 === 0 ? size : size + 512 - (size % 512);
+  planQedHeader({ size: paddedSize, clusterSize, tableSize }); // refuses impossible geometry
+  const g = new Geometry(clusterSize, tableSize, 1);
+  const base = g.headerBytes + g.tableBytes;
+  const allClusters = Math.ceil(paddedSize / clusterSize);
+  const allTables = Math.ceil(paddedSize / g.bytesPerL2);
+  const full = base + allTables * g.tableBytes + allClusters * clusterSize;
+  if (!dataClusters) return { required: base, 'fully-allocated': full };
+  const tables = new Set([...dataClusters].map((c) => Math.floor(c / g.entriesPerTable)));
+  return { required: base + tables.size * g.tableBytes + dataClusters.size * clusterSize, 'fully-allocated': full };
+}
+
+/** Target clusters that will hold data: where the source chain reports data that is not zero. */
+async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, clusterSize: number): Promise<Set<number>> {
+  const clusters = new Set<number>();
+  for (let start = 0; start < source.size; start += WINDOW) {
+    for (const e of await mapChain(source, start, Math.min(WINDOW, source.size - start))) {
+      if (!e.data || e.zero) continue;
+      for (let c = Math.floor(e.start / clusterSize); c * clusterSize < e.start + e.length; c++) clusters.add(c);
+    }
+  }
+  return clusters;
+}

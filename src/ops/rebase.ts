@@ -1,0 +1,88 @@
+// `rebase`: give an overlay a new backing file. Safe mode first copies into the overlay every
+// range it does not hold itself where the old and new backing differ, so the guest sees the
+// same bytes; only then is the header changed. `-u` only changes the header; an empty new
+// name flattens the image (everything the old backing showed is copied in).
+import { UsageError } from '../base/errors.js';
+import type { FileStore } from '../io/block-file.js';
+import { NodeFileStore } from '../io/node-file.js';
+import type { ImageFormat } from '../format/probe.js';
+import type { BlockDevice } from '../engine/device.js';
+import { changeBackingFile } from '../engine/header-update.js';
+import { openImage } from '../engine/open.js';
+import { QedImage } from '../engine/qed-image.js';
+import { withQedFile } from './chain-files.js';
+import { openDevice } from './open.js';
+import { runPool } from './pool.js';
+import { isAllZero } from './zero-detect.js';
+
+export interface RebaseOptions {
+  format?: ImageFormat;
+  backingFormat?: ImageFormat;
+  unsafe?: boolean;
+  store?: FileStore;
+  onProgress?: (done: number, total: number) => void;
+}
+
+const WINDOW = 256 * 1024 * 1024;
+
+export async function rebaseImage(path: string, newBacking: string, options: RebaseOptions = {}): Promise<void> {
+  const store = options.store ?? new NodeFileStore();
+  let backingFormat = options.backingFormat;
+  if (newBacking !== '' && backingFormat === undefined) {
+    // Record raw as raw (never probed later); a missing file under -u keeps no format.
+    const probe = await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, noBacking: true }).catch((err: unknown) => {
+      if (options.unsafe) return null;
+      throw err;
+    });
+    if (probe) { backingFormat = probe.format; await probe.close(); }
+  }
+  if (!options.unsafe) await copyDifferences(path, newBacking, backingFormat, store, options);
+  await withQedFile(path, store, ({ file, header }) =>
+    changeBackingFile(file, header, { backingName: newBacking === '' ? null : newBacking, backingFormat }));
+}
+
+async function copyDifferences(path: string, newBacking: string, backingFormat: ImageFormat | undefined, store: FileStore, options: RebaseOptions): Promise<void> {
+  const overlay = await openDevice(path, { format: options.format, store });
+  try {
+    if (!(overlay instanceof QedImage)) throw new UsageError('rebase needs a QED image', { path });
+    const target = newBacking === '' ? null : await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, format: backingFormat });
+    try {
+      for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
+        const extents = await overlay.blockStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
+        const ranges = splitUnallocated(extents, overlay.clusterSize);
+        await runPool(ranges.length, 8, (i) => copyIfDifferent(overlay, target, ranges[i]!));
+        options.onProgress?.(Math.min(overlay.size, windowStart + WINDOW), overlay.size);
+      }
+      await overlay.flush();
+    } finally {
+      await target?.close();
+    }
+  } finally {
+    await overlay.close();
+  }
+}
+
+function splitUnallocated(extents: Array<{ kind: string; guestOffset: number; length: number }>, clusterSize: number): Array<{ offset: number; length: number }> {
+  const out: Array<{ offset: number; length: number }> = [];
+  for (const e of extents) {
+    if (e.kind !== 'unallocated') continue;
+    for (let at = e.guestOffset; at < e.guestOffset + e.length;) {
+      const next = Math.min(e.guestOffset + e.length, at - (at % clusterSize) + clusterSize);
+      out.push({ offset: at, length: next - at });
+      at = next;
+    }
+  }
+  return out;
+}
+
+/** The overlay shows the old backing here; make it show the same bytes over the new one. */
+async function copyIfDifferent(overlay: BlockDevice, target: BlockDevice | null, range: { offset: number; length: number }): Promise<void> {
+  const old = new Uint8Array(range.length);
+  await overlay.read(old, range.offset);
+  const next = new Uint8Array(range.length);
+  const present = target ? Math.max(0, Math.min(range.length, target.size - range.offset)) : 0;
+  if (present > 0) await target!.read(next.subarray(0, present), range.offset);
+  if (Buffer.from(old.buffer).equals(next)) return;
+  if (isAllZero(old)) await overlay.writeZeroes(range.offset, range.length);
+  else await overlay.write(old, range.offset);
+}
