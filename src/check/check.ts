@@ -20,6 +20,7 @@ import { QED_F_NEED_CHECK, QED_UNALLOCATED, QED_ZERO_CLUSTER } from '../format/c
 import { Geometry } from '../format/geometry.js';
 import { encodeHeader, type QedHeader } from '../format/header.js';
 import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
+import { reclaimLeaks } from './reclaim.js';
 import { UsedClusters } from './used-clusters.js';
 
 export interface CheckResult {
@@ -142,18 +143,16 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   const usedEnd = (used.highest() + 1) * cs;
   result.imageEndOffset = usedEnd;
 
-  if ((fix === 'leaks' || fixAll) && result.leaks > 0) {
+  const corruptionsLeft = result.corruptions - result.corruptionsFixed;
+  if ((fix === 'leaks' || fixAll) && result.leaks > 0 && corruptionsLeft === 0) {
+    // Entries fixed above must be durable before anything moves into the space they freed [engine I4].
     await file.flush();
-    if (usedEnd < fileSize) {
-      // Only the tail can be given back without moving clusters; flushed so that nothing
-      // reuses the space before the truncate is durable [engine I4].
-      const reclaimed = (fileSize - usedEnd) / cs;
-      await file.truncate(usedEnd);
-      await file.flush();
-      result.leaksFixed += reclaimed;
-      result.leaks -= reclaimed;
-      fileSize = usedEnd;
-    }
+    await reclaimLeaks(file, header, used, totalFileClusters);
+    fileSize = await file.size();
+    const remaining = Math.max(0, qemuFileSize(fileSize, cs) / cs - used.countBelow(qemuFileSize(fileSize, cs) / cs));
+    result.leaksFixed += result.leaks - remaining;
+    result.leaks = remaining;
+    result.imageEndOffset = (used.highest() + 1) * cs;
   }
   if (result.corruptionsFixed > 0) result.corruptions -= result.corruptionsFixed;
 

@@ -28,6 +28,30 @@ export class UsedClusters {
     }
   }
 
+  unmark(index: number): void {
+    const page = this.pages.get(Math.floor(index / PAGE_BITS));
+    if (!page) return;
+    const bit = index % PAGE_BITS;
+    const mask = 1 << (bit & 31);
+    if ((page[bit >>> 5]! & mask) === 0) return;
+    page[bit >>> 5] = page[bit >>> 5]! & ~mask;
+    this.count--;
+    if (index === this.top) this.top = this.findTop();
+  }
+
+  private findTop(): number {
+    let top = -1;
+    for (const [pageIndex, page] of this.pages) {
+      for (let w = page.length - 1; w >= 0; w--) {
+        if (page[w] === 0) continue;
+        const candidate = pageIndex * PAGE_BITS + w * 32 + (31 - Math.clz32(page[w]!));
+        if (candidate > top) top = candidate;
+        break;
+      }
+    }
+    return top;
+  }
+
   markRange(first: number, count: number): void {
     for (let i = 0; i < count; i++) this.mark(first + i);
   }
