@@ -66,10 +66,19 @@ export function withoutTimings(output: string): string {
 
 // ---- scratch space -------------------------------------------------------------------------
 
+/** A fresh directory under /dev/shm; the caller removes it with removeScratchDir. */
+export function newScratchDir(): Promise<string> {
+  return mkdtemp(join('/dev/shm', 'qed-interop-'));
+}
+
+export function removeScratchDir(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true });
+}
+
 /** A fresh directory under /dev/shm, removed when the test ends. */
 export async function scratchDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join('/dev/shm', 'qed-interop-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await newScratchDir();
+  t.after(() => removeScratchDir(dir));
   return dir;
 }
 
