@@ -3,10 +3,11 @@
 // same commands (qemu-io -f raw), and as `qemu-img convert -O raw` of the image.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openDevice } from '../../src/index.js';
 import {
-  BASE_SEED, KiB, MiB, buildScenario, commandArgs, firstDifference, layoutName, qemuImg, qemuIo, scratchDir,
+  BASE_SEED, KiB, MiB, Rng, buildScenario, commandArgs, firstDifference, layoutName, qemuImg, qemuIo, scratchDir,
   succeed, writeRawFile, type BackingKind, type Layout,
 } from '../support/qemu.js';
 
@@ -41,6 +42,36 @@ describe(`images written by qemu-io read identically through the library (base s
       }
     });
   }
+
+  // 64 KiB clusters and table_size 4 give 512 MiB per L2 table: this image has two, and the
+  // workload gathers around their boundary.
+  const crossing: Layout = { clusterSize: 64 * KiB, tableSize: 4, size: 512 * MiB + 3 * 64 * KiB + 2560, backing: 'none' };
+  test(`every byte matches across an L2 table boundary: ${layoutName(crossing)}`, async (t) => {
+    const dir = await scratchDir(t);
+    const scenario = await buildScenario(dir, crossing, 'qemu', `qemu-writes-we-read: ${layoutName(crossing)}`);
+    t.diagnostic(`seed ${scenario.seed}`);
+    const device = await openDevice(join(dir, scenario.top), { readOnly: true });
+    try {
+      assert.equal(await firstDifference(device, scenario.reference), null, `against the qemu-io -f raw reference, seed ${scenario.seed}`);
+    } finally {
+      await device.close();
+    }
+  });
+
+  test('an image in a subdirectory over ../base.raw reads through its relative backing name', async (t) => {
+    const dir = await scratchDir(t);
+    await mkdir(join(dir, 'sub'));
+    await writeRawFile(join(dir, 'base.raw'), new Rng(21).bytes(MiB));
+    await succeed('create', qemuImg(['create', '-q', '-f', 'qed', '-b', '../base.raw', '-F', 'raw', 'sub/top.qed', '2M'], { cwd: dir }));
+    await succeed('qemu-io', qemuIo(['-f', 'qed', ...commandArgs(['write -P 9 100k 200k', 'write -z 512k 64k']), 'sub/top.qed'], { cwd: dir }));
+    await succeed('qemu-img convert', qemuImg(['convert', '-O', 'raw', 'sub/top.qed', 'converted.raw'], { cwd: dir }));
+    const device = await openDevice(join(dir, 'sub', 'top.qed'), { readOnly: true });
+    try {
+      assert.equal(await firstDifference(device, join(dir, 'converted.raw')), null);
+    } finally {
+      await device.close();
+    }
+  });
 
   test('a zero cluster rewritten in part reads as QEMU left it, backing data copied around the write', async (t) => {
     // QEMU 7.2 fills the rest of the new cluster from the backing file, not with zeros

@@ -295,17 +295,14 @@ export async function firstDifference(device: BlockDevice, rawPath: string): Pro
   try {
     const rawSize = (await handle.stat()).size;
     if (rawSize < device.size) return `raw file is ${rawSize} bytes, the device ${device.size}`;
-    const ours = new Uint8Array(CHUNK);
-    const theirs = new Uint8Array(CHUNK);
+    const ours = Buffer.alloc(CHUNK);
+    const theirs = Buffer.alloc(CHUNK);
     for (let offset = 0; offset < device.size; offset += CHUNK) {
       const length = Math.min(CHUNK, device.size - offset);
       await device.read(ours.subarray(0, length), offset);
       await handle.read(theirs, 0, length, offset);
-      for (let i = 0; i < length; i++) {
-        if (ours[i] !== theirs[i]) {
-          return `first difference at offset ${offset + i} (0x${(offset + i).toString(16)}): device 0x${ours[i]!.toString(16)}, raw 0x${theirs[i]!.toString(16)}`;
-        }
-      }
+      const found = describeMismatch(ours.subarray(0, length), theirs.subarray(0, length), offset, 'raw');
+      if (found) return found;
     }
     return null;
   } finally {
@@ -313,20 +310,11 @@ export async function firstDifference(device: BlockDevice, rawPath: string): Pro
   }
 }
 
-/** Same for an in-memory model. */
-export async function firstDifferenceFromModel(device: BlockDevice, model: Uint8Array): Promise<string | null> {
-  if (model.length !== device.size) return `model is ${model.length} bytes, the device ${device.size}`;
-  const ours = new Uint8Array(CHUNK);
-  for (let offset = 0; offset < device.size; offset += CHUNK) {
-    const length = Math.min(CHUNK, device.size - offset);
-    await device.read(ours.subarray(0, length), offset);
-    for (let i = 0; i < length; i++) {
-      if (ours[i] !== model[offset + i]) {
-        return `first difference at offset ${offset + i} (0x${(offset + i).toString(16)}): device 0x${ours[i]!.toString(16)}, model 0x${model[offset + i]!.toString(16)}`;
-      }
-    }
-  }
-  return null;
+function describeMismatch(ours: Uint8Array, theirs: Uint8Array, base: number, what: string): string | null {
+  if (Buffer.from(ours.buffer, ours.byteOffset, ours.length).equals(theirs)) return null;
+  const i = ours.findIndex((b, k) => b !== theirs[k]);
+  const at = base + i;
+  return `first difference at offset ${at} (0x${at.toString(16)}): device 0x${ours[i]!.toString(16)}, ${what} 0x${theirs[i]!.toString(16)}`;
 }
 
 /** Object keys in order, for comparing JSON key order. */
