@@ -1,0 +1,77 @@
+// The explorer must be able to fail: engines with one write-ordering invariant removed on
+// purpose must be caught. If one of these passed, the explorer would be too weak to trust
+// (or the invariant would be unnecessary), so each asserts that violations were found.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { QedImage } from '../../src/engine/qed-image.js';
+import { type Workload, exploreUntil, patternBytes } from '../support/crash-explorer.js';
+
+const KiB = 1024;
+
+/** [I3] removed: tables are written without NEED_CHECK, so a torn writeback is trusted on open. */
+class SkipsNeedCheck extends QedImage {
+  protected override async setNeedCheck(): Promise<void> { /* broken on purpose */ }
+}
+
+/** [I2] removed: entries are written before the copied-on-write data is durable. */
+class LinksBeforeData extends QedImage {
+  protected override async syncDataBeforeLinks(): Promise<void> { /* broken on purpose */ }
+}
+
+/** Random partial and whole-cluster writes with flushes; over a raw backing file if asked. */
+function writesAndFlushes(backing: boolean): Workload {
+  return {
+    name: `writes and flushes ${backing ? 'over a raw backing file' : 'without a backing file'}`,
+    clusterSize: 4 * KiB, tableSize: 2, size: 256 * KiB,
+    backing: backing ? { format: 'raw', size: 256 * KiB } : undefined,
+    async run(g, rng) {
+      for (let i = 0; i < 12; i++) {
+        const sectors = 1 + rng.int(16);
+        const offset = rng.int(g.size / 512 - sectors) * 512;
+        await g.write(patternBytes(sectors * 512, rng.int(1 << 30)), offset);
+        if (rng.chance(0.3)) await g.flush();
+      }
+      await g.close();
+    },
+  };
+}
+
+/**
+ * Zero clusters and writes scattered over several L2 tables' coverage, over a backing file.
+ * With a backing file every data cluster is written whole and flushed before any entry
+ * [I2], so the file already covers every table that has data after it; what still needs
+ * NEED_CHECK is a new L2 table with no data after it (here: one holding only zero
+ * clusters), whose L1 link can land before the file is grown over it.
+ */
+const zeroClustersInNewTables: Workload = {
+  name: 'zero clusters in new L2 tables over a raw backing file',
+  clusterSize: 4 * KiB, tableSize: 2, size: 16 * 1024 * KiB, backing: { format: 'raw', size: 64 * KiB },
+  async run(g, rng) {
+    const perTable = 4 * 1024 * KiB;
+    for (let i = 0; i < 8; i++) {
+      const at = rng.int(4) * perTable + rng.int(perTable / 4096 - 2) * 4096;
+      if (rng.chance(0.5)) await g.writeZeroes(at, 4096 * (1 + rng.int(2)));
+      else await g.write(patternBytes(4096, rng.int(1 << 30)), at);
+      if (rng.chance(0.4)) await g.flush();
+    }
+    await g.close();
+  },
+};
+
+async function violationsOf(label: string, imageClass: typeof QedImage, workload: Workload): Promise<number> {
+  const result = await exploreUntil(label, [workload], 3_000, imageClass);
+  console.log(`crash explorer caught ${label}: ${result.violations.length} violation(s) in ${result.states} states; first: ${result.violations[0]?.problems[0] ?? 'none'}`);
+  return result.violations.length;
+}
+
+test('an engine that skips NEED_CHECK before writing tables is caught', async () => {
+  assert.ok(await violationsOf('skipped NEED_CHECK', SkipsNeedCheck, writesAndFlushes(false)) > 0);
+});
+
+test('an engine that skips NEED_CHECK is caught over a backing file too', async () => {
+  assert.ok(await violationsOf('skipped NEED_CHECK (backing)', SkipsNeedCheck, zeroClustersInNewTables) > 0);
+});
+
+test('an engine that links copied-on-write clusters before their data is durable is caught', async () => {
+  assert.ok(await violationsOf('link before data', LinksBeforeData, writesAndFlushes(true)) > 0);
+});
