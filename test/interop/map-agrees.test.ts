@@ -99,5 +99,12 @@ describe(`qed map --output=json agrees with qemu-img map on qemu-io-written imag
     await writeRawFile(join(dir, 'odd.raw'), new Rng(5).bytes(100000));
     await succeed('create', qemuImg(['create', '-q', '-f', 'qed', '-b', 'odd.raw', '-F', 'raw', 'top.qed', '1M'], { cwd: dir }));
     await assertSameMap(dir, ['--output=json', 'top.qed']);
+    await assertSameMap(dir, ['top.qed']);
+  });
+
+  test('same runs for a raw image whose length is not a sector multiple', async (t) => {
+    const dir = await scratchDir(t);
+    await writeRawFile(join(dir, 'odd.raw'), new Rng(6).bytes(100000));
+    await assertSameMap(dir, ['--output=json', 'odd.raw']);
   });
 });
