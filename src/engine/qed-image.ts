@@ -81,6 +81,12 @@ export class QedImage implements BlockDevice {
   private closed = false;
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly idleFlushMs: number;
+  /**
+   * A dirty image opened read-only cannot be repaired, but must still read as it will after
+   * repair: entries the check would clear (past the end of the file, misaligned) read as
+   * unallocated instead of failing.
+   */
+  private readonly readAsRepaired: boolean;
 
   constructor(readonly file: BlockFile, header: QedHeader, fileSize: number, options: QedImageOptions) {
     this.header = { ...header };
@@ -92,6 +98,7 @@ export class QedImage implements BlockDevice {
     this.allocEnd = alignUp(fileSize, header.clusterSize);
     this.fileEnd = fileSize;
     this.needCheckOnDisk = (header.features & QED_F_NEED_CHECK) !== 0n;
+    this.readAsRepaired = this.readOnly && this.needCheckOnDisk;
     this.idleFlushMs = options.idleFlushMs ?? DEFAULT_IDLE_FLUSH_MS;
     this.cache = new TableCache(
       async (hostOffset, into) => { await this.file.read(into, hostOffset); },
@@ -161,8 +168,9 @@ export class QedImage implements BlockDevice {
           let extent: LayerExtent;
           if (entry === QED_UNALLOCATED) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
           else if (entry === QED_ZERO_CLUSTER) extent = { kind: 'zero', guestOffset: pos, length: next - pos };
-          else {
-            this.checkDataOffset(entry, chunkOffset + i * 8);
+          else if (!this.isUsableDataOffset(entry, chunkOffset + i * 8)) {
+            extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
+          } else {
             extent = { kind: 'data', guestOffset: pos, length: next - pos, hostOffset: entry + inCluster };
           }
           appendMerged(out, extent, firstOut);
@@ -183,25 +191,26 @@ export class QedImage implements BlockDevice {
     const chunk = await this.cache.acquire(chunkOffset);
     try {
       const entry = entryAt(chunk.view, l1Index % ENTRIES_PER_CHUNK);
-      if (entry !== QED_UNALLOCATED) this.checkTableOffset(entry, chunkOffset + (l1Index % ENTRIES_PER_CHUNK) * 8);
-      return entry;
+      if (entry === QED_UNALLOCATED) return entry;
+      return this.isUsableTableOffset(entry, chunkOffset + (l1Index % ENTRIES_PER_CHUNK) * 8) ? entry : QED_UNALLOCATED;
     } finally {
       this.cache.release(chunk);
     }
   }
 
-  private checkDataOffset(entry: number, entryAtHost: number): void {
-    if (!isValidClusterOffset(entry, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
-      || this.overlapsL1(entry, this.geometry.clusterSize)) {
-      throw new QedError('FORMAT', `L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
-    }
+  /** A data entry we may follow; an invalid one fails the request (or reads as unallocated, see readAsRepaired). */
+  private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
+    if (isValidClusterOffset(entry, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
+      && !this.overlapsL1(entry, this.geometry.clusterSize)) return true;
+    if (this.readAsRepaired) return false;
+    throw new QedError('FORMAT', `L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
   }
 
-  private checkTableOffset(entry: number, entryAtHost: number): void {
-    if (!isValidTableOffset(entry, this.geometry.tableBytes, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
-      || this.overlapsL1(entry, this.geometry.tableBytes)) {
-      throw new QedError('FORMAT', `L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
-    }
+  private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
+    if (isValidTableOffset(entry, this.geometry.tableBytes, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
+      && !this.overlapsL1(entry, this.geometry.tableBytes)) return true;
+    if (this.readAsRepaired) return false;
+    throw new QedError('FORMAT', `L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
   }
 
   /** An entry aimed at the L1 table would let guest writes overwrite metadata. */
@@ -265,9 +274,9 @@ export class QedImage implements BlockDevice {
       const current = await this.mapRange(guestOffset, data.length);
       if (current.length !== 1 || current[0]!.kind === 'data') {
         redo = true; // someone allocated part of it while we waited; start over outside the locks
-        return;
+      } else {
+        await this.allocateRun(data, guestOffset, current[0] as Run, first, last);
       }
-      await this.allocateRun(data, guestOffset, current[0] as Run, first, last);
     } finally {
       unlock();
     }
