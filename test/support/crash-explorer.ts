@@ -13,7 +13,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryFile, MemoryStore } from '../../src/io/memory-file.js';
-import type { FileStore } from '../../src/io/block-file.js';
 import type { BlockDevice } from '../../src/engine/device.js';
 import { QedImage } from '../../src/engine/qed-image.js';
 import { readHeader } from '../../src/engine/open.js';
@@ -25,6 +24,7 @@ import { hex } from '../../src/base/errors.js';
 import {
   CrashDisk, CrashFile, EventClock, SECTOR, crashEpochs, sectorsOf, type DiskOp, type LandedOp, type WriteOp,
 } from './crash-file.js';
+import { storeWith } from './fault-file.js';
 
 /** Long enough that the idle writeback never fires inside a test: workloads call quiesce() themselves. */
 export const NO_IDLE_FLUSH_MS = 1e9;
@@ -88,8 +88,8 @@ export class GuestLog {
 
 /** Calls the device and logs each request's issue and acknowledgement on the shared clock. */
 export class GuestRecorder {
-  readonly log = new GuestLog();
-  constructor(readonly device: BlockDevice, private readonly clock: EventClock) {}
+  /** Pass the log of an earlier recorder to continue its history on a reopened device. */
+  constructor(readonly device: BlockDevice, private readonly clock: EventClock, readonly log = new GuestLog()) {}
 
   get size(): number { return this.device.size; }
 
@@ -173,8 +173,12 @@ export class ContentModel {
     this.touched = [...this.bySector.keys()].sort((a, b) => a - b);
   }
 
-  expectationAt(before: number): Expectation {
-    const lastSync = Math.max(-Infinity, ...this.log.syncs.filter((s) => s.acked < before).map((s) => s.issued));
+  /**
+   * What a crash before tick `before` may leave. `live`: no crash at all (the image is still
+   * open, or was closed by a process that kept running), so every acknowledged write counts.
+   */
+  expectationAt(before: number, live = false): Expectation {
+    const lastSync = live ? Infinity : Math.max(-Infinity, ...this.log.syncs.filter((s) => s.acked < before).map((s) => s.issued));
     const durable = (w: GuestWrite): boolean => w.acked < lastSync;
     const candidates = new Map<number, Uint8Array[]>();
     for (const [sector, writes] of this.bySector) {
@@ -301,20 +305,14 @@ export async function recordWorkload(workload: Workload, seed: number, imageClas
   const initialDisk = store.files.get(IMAGE_PATH)!;
   const clock = new EventClock();
   const file = new CrashFile(initialDisk, clock, randomSettle(new Random(seed ^ 0x5e771e)));
-  const recordingStore: FileStore = {
-    open: (path, mode) => path === IMAGE_PATH ? Promise.resolve(file) : store.open(path, mode),
-    create: (path) => store.create(path),
-    resolveBacking: (path, name) => store.resolveBacking(path, name),
-    identity: (path) => store.identity(path),
-  };
-  const device = await openDevice(IMAGE_PATH, { store: recordingStore, idleFlushMs: NO_IDLE_FLUSH_MS, imageClass });
+  const device = await openDevice(IMAGE_PATH, { store: storeWith(store, IMAGE_PATH, file), idleFlushMs: NO_IDLE_FLUSH_MS, imageClass });
   const guest = new GuestRecorder(device, clock);
   await workload.run(guest, rng);
   return { workload, seed, log: file.log, guest: guest.log, initialDisk, backingFiles, initialContent };
 }
 
 /** A backing file whose clusters alternate between pattern and holes, so that both show through. */
-async function buildBacking(store: MemoryStore, path: string, workload: Workload, seed: number, content: Uint8Array): Promise<void> {
+export async function buildBacking(store: MemoryStore, path: string, workload: Workload, seed: number, content: Uint8Array): Promise<void> {
   const { format, size } = workload.backing!;
   const cs = workload.clusterSize;
   const pattern = patternBytes(size, seed ^ 0xbac1);
