@@ -1,0 +1,342 @@
+// Scenario generation and execution for the engine-vs-model property test: random images
+// (geometry, size, backing chain, cache size) and random steps (batches of concurrent
+// requests, reopens), run against the engine on a JitterStore and against DiskModel.
+import fc from 'fast-check';
+import assert from 'node:assert/strict';
+import { checkImage } from '../../src/check/check.js';
+import type { BlockDevice } from '../../src/engine/device.js';
+import { readHeader } from '../../src/engine/open.js';
+import { QedImage } from '../../src/engine/qed-image.js';
+import { openDevice } from '../../src/ops/open.js';
+import { createImage } from '../../src/ops/create.js';
+import { JitterStore } from './jitter-store.js';
+import { DiskModel, firstDifference, pattern } from './model.js';
+
+export type BackingKind = 'none' | 'raw' | 'raw-probed' | 'qed-over-raw';
+export type OpKind = 'read' | 'write' | 'zero' | 'discard' | 'flush' | 'grow';
+
+/** An operation before it is placed: positions are relative to anchors resolved at run time. */
+export interface OpSpec {
+  kind: OpKind;
+  /** 0 image start, 1 a cluster boundary, 2 an L2-table boundary, 3 the image end, 4 a table-chunk boundary. */
+  anchor: number;
+  anchorIndex: number;
+  /** In eighths of a cluster. */
+  deltaUnits: number;
+  lengthUnits: number;
+  /** Extra bytes, so that requests are also unaligned to sectors. */
+  oddBytes: number;
+  seed: number;
+  mayUnmap: boolean;
+}
+
+export type Step = { kind: 'batch'; ops: OpSpec[] } | { kind: 'reopen'; cacheChoice: number };
+
+export interface Scenario {
+  clusterShift: number;
+  tableSize: number;
+  /** Image size as a fraction (per 1000) of the largest size the geometry gets here. */
+  sizePermille: number;
+  backing: BackingKind;
+  /** Backing (and middle) sizes as a fraction of the overlay size, per 1000 of 2x. */
+  backingPermille: number;
+  middlePermille: number;
+  backingPieces: Array<{ permille: number; length: number; seed: number }>;
+  middleWrites: Array<{ permille: number; length: number; seed: number }>;
+  cacheChoice: number;
+  idleFlush: boolean;
+  jitterSeed: number;
+  steps: Step[];
+}
+
+/** Cache sizes to open with: the default, and tiny ones that force eviction and writeback. */
+export const CACHE_CHOICES: Array<number | undefined> = [undefined, 1, 16 * 1024, 40 * 1024, 256 * 1024];
+
+function opSpecArb(anchors: number[]): fc.Arbitrary<OpSpec> {
+  return fc.record({
+    kind: fc.constantFrom<OpKind>('read', 'read', 'write', 'write', 'write', 'zero', 'zero', 'discard', 'flush', 'grow'),
+    anchor: fc.constantFrom(...anchors),
+    anchorIndex: fc.nat(1000),
+    deltaUnits: fc.integer({ min: -16, max: 16 }),
+    lengthUnits: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 24 })),
+    oddBytes: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 0, max: 511 })),
+    seed: fc.nat(),
+    mayUnmap: fc.boolean(),
+  });
+}
+
+function stepArb(anchors: number[], maxOps: number): fc.Arbitrary<Step> {
+  return fc.oneof(
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('batch' as const), ops: fc.array(opSpecArb(anchors), { minLength: 1, maxLength: maxOps }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('reopen' as const), cacheChoice: fc.nat(CACHE_CHOICES.length - 1) }) },
+  );
+}
+
+const piece = fc.record({ permille: fc.nat(1000), length: fc.integer({ min: 1, max: 200_000 }), seed: fc.nat() });
+
+/** Everything: all geometries, sizes from one sector up, every backing kind and cache size. */
+export const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  clusterShift: fc.integer({ min: 12, max: 16 }),
+  tableSize: fc.constantFrom(1, 2, 4, 16),
+  sizePermille: fc.oneof(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 1000 })),
+  backing: fc.constantFrom<BackingKind>('none', 'none', 'raw', 'raw-probed', 'qed-over-raw'),
+  backingPermille: fc.nat(1000),
+  middlePermille: fc.nat(1000),
+  backingPieces: fc.array(piece, { maxLength: 4 }),
+  middleWrites: fc.array(piece, { maxLength: 3 }),
+  cacheChoice: fc.nat(CACHE_CHOICES.length - 1),
+  idleFlush: fc.boolean(),
+  jitterSeed: fc.nat(),
+  steps: fc.array(stepArb([0, 1, 1, 2, 2, 3, 4, 4], 8), { minLength: 1, maxLength: 10 }),
+});
+
+/**
+ * Cache pressure: small clusters and large images, so that requests land in many different
+ * 4 KiB table chunks, with the smallest cache the engine allows (four chunks). Dirty chunks
+ * must then be written back to make room, while other requests are in flight.
+ */
+export const pressureScenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  clusterShift: fc.integer({ min: 12, max: 13 }),
+  tableSize: fc.constantFrom(1, 2, 4, 16),
+  sizePermille: fc.integer({ min: 400, max: 1000 }),
+  backing: fc.constantFrom<BackingKind>('none', 'raw', 'qed-over-raw'),
+  backingPermille: fc.nat(1000),
+  middlePermille: fc.nat(1000),
+  backingPieces: fc.array(piece, { maxLength: 4 }),
+  middleWrites: fc.array(piece, { maxLength: 3 }),
+  cacheChoice: fc.constant(1),
+  idleFlush: fc.boolean(),
+  jitterSeed: fc.nat(),
+  steps: fc.array(stepArb([2, 4, 4, 4], 10), { minLength: 1, maxLength: 6 }),
+});
+
+/** Where the geometry's interesting boundaries are, and how big an image may get here. */
+export class Layout {
+  readonly cs: number;
+  readonly bytesPerL2: number;
+  /** Guest bytes whose L2 entries share one 4 KiB chunk of the table cache. */
+  readonly chunkCoverage: number;
+  readonly capacity: number;
+  /** Largest image the test uses: a few L2 tables where they are small, some clusters otherwise. */
+  readonly maxSize: number;
+
+  constructor(readonly clusterShift: number, readonly tableSize: number) {
+    this.cs = 2 ** clusterShift;
+    const entries = (tableSize * this.cs) / 8;
+    this.bytesPerL2 = entries * this.cs;
+    this.capacity = entries * this.bytesPerL2;
+    // Six 4 KiB table chunks' worth of guest space where that is small (so that a tiny cache
+    // overflows with dirty chunks), and at least a few L2 tables where those are small.
+    this.chunkCoverage = 512 * this.cs;
+    const wanted = Math.max(Math.min(6 * this.chunkCoverage, 24 * 1024 * 1024), Math.min(2.5 * this.bytesPerL2, 6 * 1024 * 1024));
+    this.maxSize = Math.min(this.capacity, Math.floor(wanted / 512) * 512);
+  }
+
+  sizeFromPermille(permille: number, atLeast = 512): number {
+    const sectors = Math.max(atLeast / 512, Math.round((this.maxSize / 512) * permille / 1000));
+    return sectors * 512;
+  }
+}
+
+export interface PlacedOp { spec: OpSpec; offset: number; length: number; newSize?: number }
+
+/** Resolve anchors against the current size; clamp into the image. */
+export function place(spec: OpSpec, size: number, layout: Layout): PlacedOp {
+  const { cs, bytesPerL2 } = layout;
+  if (spec.kind === 'grow') {
+    const add = (spec.lengthUnits * cs) / 8 + spec.oddBytes + (spec.anchorIndex % 3) * cs;
+    const newSize = Math.min(layout.maxSize, Math.ceil((size + Math.max(512, add)) / 512) * 512);
+    return { spec, offset: size, length: 0, newSize };
+  }
+  let anchor = 0;
+  if (spec.anchor === 1) anchor = (spec.anchorIndex % (Math.floor(size / cs) + 1)) * cs;
+  else if (spec.anchor === 2) anchor = (spec.anchorIndex % (Math.floor(size / bytesPerL2) + 1)) * bytesPerL2;
+  else if (spec.anchor === 3) anchor = size;
+  else if (spec.anchor === 4) anchor = (spec.anchorIndex % (Math.floor(size / layout.chunkCoverage) + 1)) * layout.chunkCoverage;
+  const offset = clamp(anchor + (spec.deltaUnits * cs) / 8 + spec.oddBytes, 0, size);
+  const length = clamp((spec.lengthUnits * cs) / 8 + (spec.oddBytes * 7) % 512, 0, size - offset);
+  return { spec, offset, length };
+}
+
+function clamp(n: number, lo: number, hi: number): number { return Math.max(lo, Math.min(hi, n)); }
+
+/** Keep the ops of a batch whose ranges do not overlap an earlier one; at most one grow. */
+export function disjoint(ops: PlacedOp[]): PlacedOp[] {
+  const kept: PlacedOp[] = [];
+  for (const op of ops) {
+    if (op.spec.kind === 'grow') {
+      if (!kept.some((k) => k.spec.kind === 'grow')) kept.push(op);
+      continue;
+    }
+    if (op.spec.kind === 'flush') { kept.push(op); continue; }
+    const clash = kept.some((k) => k.spec.kind !== 'flush' && k.spec.kind !== 'grow'
+      && op.offset < k.offset + k.length && k.offset < op.offset + op.length);
+    if (!clash) kept.push(op);
+  }
+  return kept;
+}
+
+export interface RunStats { ops: number; reopens: number; bytesChecked: number; evictions: number }
+
+/** Table-cache evictions of a QED device, to show that the tiny caches were really under pressure. */
+function evictionsOf(device: BlockDevice): number {
+  return device instanceof QedImage ? device.cache.stats.evictions : 0;
+}
+
+/** Build the backing chain the scenario asks for and create the overlay. */
+async function buildImages(sc: Scenario, store: JitterStore, layout: Layout, size: number): Promise<DiskModel | null> {
+  const memory = store.memory;
+  if (sc.backing === 'none') {
+    await createImage('img/top.qed', { store, size, clusterSize: layout.cs, tableSize: sc.tableSize });
+    return null;
+  }
+  // Raw base: any length (not even a sector multiple), shorter or longer than the overlay.
+  const rawLength = Math.max(1, Math.round((2 * size * sc.backingPermille) / 1000));
+  const raw = memory.add('img/base.raw');
+  raw.truncateSync(rawLength);
+  const rawModel = new DiskModel(Math.ceil(rawLength / 512) * 512);
+  for (const p of sc.backingPieces) {
+    const at = Math.floor((rawLength * p.permille) / 1000);
+    const bytes = pattern(Math.min(p.length, rawLength - at), p.seed);
+    raw.writeSync(bytes, at);
+    rawModel.write(at, bytes);
+  }
+  if (sc.backing !== 'qed-over-raw') {
+    await createImage('img/top.qed', {
+      store, size, clusterSize: layout.cs, tableSize: sc.tableSize,
+      // 'raw-probed' stores no format (qemu-img create -u -b base.raw): the open probes it.
+      backingFile: 'base.raw', backingFormat: sc.backing === 'raw' ? 'raw' : undefined, unsafe: sc.backing === 'raw-probed',
+    });
+    return rawModel;
+  }
+  // A middle QED layer with some data of its own, over the raw base.
+  const middleSize = Math.max(512, Math.round((2 * size * sc.middlePermille) / 1000 / 512) * 512);
+  await createImage('img/mid.qed', { store, size: middleSize, clusterSize: layout.cs, tableSize: sc.tableSize, backingFile: 'base.raw', backingFormat: 'raw' });
+  const middleModel = DiskModel.overlay(middleSize, rawModel);
+  const middle = await openDevice('img/mid.qed', { store });
+  for (const w of sc.middleWrites) {
+    const at = Math.floor((middleSize * w.permille) / 1000);
+    const bytes = pattern(Math.min(w.length, middleSize - at), w.seed);
+    await middle.write(bytes, at);
+    middleModel.write(at, bytes);
+  }
+  await middle.close();
+  await createImage('img/top.qed', { store, size, clusterSize: layout.cs, tableSize: sc.tableSize, backingFile: 'mid.qed', backingFormat: 'qed' });
+  return middleModel;
+}
+
+/** checkImage on the closed file: no corruption, no leak, NEED_CHECK clear. */
+export async function assertCleanOnDisk(store: JitterStore, path: string, when: string): Promise<void> {
+  const file = store.memory.files.get(path)!.view(true);
+  const info = await readHeader(file);
+  assert.equal(info.header.features & 0x2n, 0n, `${when}: NEED_CHECK is still set after close`);
+  const result = await checkImage(file, info.header);
+  assert.deepEqual(
+    { corruptions: result.corruptions, leaks: result.leaks, checkErrors: result.checkErrors },
+    { corruptions: 0, leaks: 0, checkErrors: 0 },
+    `${when}: checkImage found problems: ${result.problems.join('; ')}`,
+  );
+}
+
+async function readAll(device: BlockDevice, offset: number, length: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(length);
+  await device.read(buf, offset);
+  return buf;
+}
+
+function assertBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  if (Buffer.compare(actual, expected) === 0) return;
+  const at = firstDifference(actual, expected);
+  if (at >= 0) {
+    assert.fail(`${what}: byte ${at} reads 0x${actual[at]?.toString(16)}, the model says 0x${expected[at]?.toString(16)}`);
+  }
+}
+
+/** The budget of I/O requests for one step: far above what bounded work issues. */
+const STEP_BUDGET = 50_000;
+
+export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> {
+  const layout = new Layout(sc.clusterShift, sc.tableSize);
+  const store = new JitterStore(sc.jitterSeed);
+  const size = layout.sizeFromPermille(sc.sizePermille);
+  const backingModel = await buildImages(sc, store, layout, size);
+  const model = DiskModel.overlay(size, backingModel);
+  const backingSize = backingModel?.size ?? 0;
+
+  const open = (cacheChoice: number) => openDevice('img/top.qed', {
+    store, cacheBytes: CACHE_CHOICES[cacheChoice], idleFlushMs: sc.idleFlush ? 0 : undefined,
+  });
+  let device = await open(sc.cacheChoice);
+  let failed = true;
+  try {
+    for (const [stepIndex, st] of sc.steps.entries()) {
+      store.resetBudget(STEP_BUDGET);
+      const where = `step ${stepIndex}`;
+      if (st.kind === 'reopen') {
+        stats.evictions += evictionsOf(device);
+        await device.close();
+        await assertCleanOnDisk(store, 'img/top.qed', `${where} (reopen)`);
+        device = await open(st.cacheChoice);
+        stats.reopens++;
+        assert.equal(device.size, model.size, `${where}: size after reopen`);
+        continue;
+      }
+      const ops = disjoint(st.ops.map((o) => place(o, model.size, layout)));
+      stats.ops += ops.length;
+      const results = await Promise.allSettled(ops.map((op) => execute(device, op)));
+      // Reads were of ranges no write in the batch touched: compare with the model as it was.
+      for (const [i, op] of ops.entries()) {
+        const r = results[i]!;
+        const what = `${where} op ${i} ${op.spec.kind} ${op.offset}+${op.length}`;
+        if (op.spec.kind === 'grow') {
+          const exposesBacking = backingSize > model.size;
+          if (r.status === 'rejected') {
+            // Refusing is allowed only where QEMU refuses: the backing file reaches past the old end.
+            if (!exposesBacking) throw new Error(`${what} -> ${op.newSize}: refused: ${String(r.reason)}`, { cause: r.reason });
+            continue;
+          }
+          continue;
+        }
+        if (r.status === 'rejected') throw new Error(`${what} failed: ${String(r.reason)}`, { cause: r.reason });
+        if (op.spec.kind === 'read') {
+          assertBytes(r.value!, model.read(op.offset, op.length), what);
+          stats.bytesChecked += op.length;
+        }
+      }
+      for (const [i, op] of ops.entries()) {
+        if (op.spec.kind === 'write') model.write(op.offset, pattern(op.length, op.spec.seed));
+        else if (op.spec.kind === 'zero') model.writeZeroes(op.offset, op.length);
+        else if (op.spec.kind === 'discard') model.discard(op.offset, op.length);
+        else if (op.spec.kind === 'grow' && results[i]!.status === 'fulfilled') model.grow(op.newSize!);
+      }
+      assert.equal(device.size, model.size, `${where}: size`);
+    }
+    store.resetBudget(STEP_BUDGET);
+    // Everything, in slices that cross cluster and table boundaries at odd places.
+    const slice = 768 * 1024 + 512;
+    for (let at = 0; at < model.size; at += slice) {
+      store.resetBudget(STEP_BUDGET);
+      const n = Math.min(slice, model.size - at);
+      assertBytes(await readAll(device, at, n), model.read(at, n), `final read ${at}+${n}`);
+      stats.bytesChecked += n;
+    }
+    failed = false;
+    stats.evictions += evictionsOf(device);
+  } finally {
+    store.resetBudget(Infinity);
+    // After a failure, closing must not hide the first error.
+    if (failed) await device.close().catch(() => undefined); else await device.close();
+  }
+  await assertCleanOnDisk(store, 'img/top.qed', 'at the end');
+}
+
+async function execute(device: BlockDevice, op: PlacedOp): Promise<Uint8Array | undefined> {
+  switch (op.spec.kind) {
+    case 'read': return readAll(device, op.offset, op.length);
+    case 'write': await device.write(pattern(op.length, op.spec.seed), op.offset); return undefined;
+    case 'zero': await device.writeZeroes(op.offset, op.length, { mayUnmap: op.spec.mayUnmap }); return undefined;
+    case 'discard': await device.discard(op.offset, op.length); return undefined;
+    case 'flush': await device.flush(); return undefined;
+    case 'grow': await device.resize(op.newSize!); return undefined;
+  }
+}
