@@ -354,7 +354,7 @@ export interface Scenario {
   top: string;
   mid?: string;
   base?: string;
-  /** dir/ref.raw: the bottom file's bytes, then every layer's commands through qemu-io -f raw. */
+  /** dir/ref.raw: the bottom file's bytes, then every layer's commands through qemu-io -f raw (absent when not asked for). */
   reference: string;
   /** The same bytes in memory. */
   model: Uint8Array;
@@ -371,8 +371,11 @@ export function defaultShortLength(size: number): number {
   return Math.floor(size * 0.4) + 1000; // not a multiple of 512: QEMU pads it with zeros to a sector
 }
 
-/** Build the chain, write every layer with `writer`, and the raw reference with qemu-io -f raw. */
-export async function buildScenario(dir: string, layout: Layout, writer: Writer, name: string): Promise<Scenario> {
+/**
+ * Build the chain, write every layer with `writer`, and (unless `withReference` is false) the
+ * raw reference with qemu-io -f raw.
+ */
+export async function buildScenario(dir: string, layout: Layout, writer: Writer, name: string, withReference = true): Promise<Scenario> {
   const seed = caseSeed(name);
   const rng = new Rng(seed);
   const { size, clusterSize, tableSize } = layout;
@@ -404,6 +407,7 @@ export async function buildScenario(dir: string, layout: Layout, writer: Writer,
 
   for (const op of [...midOps, ...topOps]) applyToModel(model, op);
   const reference = join(dir, 'ref.raw');
+  if (!withReference) return { dir, top, mid, base, reference, model, topOps, midOps, seed };
   await writeRawFile(reference, base ? await readPrefix(join(dir, base), size) : new Uint8Array(0), size);
   const commands = rawReferenceCommands([...midOps, ...topOps]);
   await succeed('qemu-io -f raw (reference)', qemuIo(['-f', 'raw', ...commandArgs(commands), reference]));
