@@ -136,6 +136,18 @@ const cases: Case[] = [
     repaired: (before, f) => withUnderlying(before, f, 200 * KiB, 4 * KiB),
   },
   {
+    // NOTES §5's combined case: qemu-img -r all fixes the first, cannot fix the second, leaves the leak.
+    name: 'a past-EOF entry, a cluster referenced twice and the leak they leave are counted together as qemu-img counts them, and -r all fixes all three',
+    build: (dir) => mainFixture(dir, true),
+    corrupt: async (path) => {
+      await patchU64(path, (await l2EntryFor(path, 200 * KiB)).entryOffset, 0x100000);
+      await patchU64(path, (await l2EntryFor(path, 160 * KiB)).entryOffset, 0x5000);
+    },
+    qemu: { code: 2, corruptions: 2, leaks: 1 },
+    endOffset: 0xc000,
+    repaired: (before, f) => { const out = withUnderlying(before, f, 200 * KiB, 4 * KiB); before.copy(out, 160 * KiB, 0, 4 * KiB); return out; },
+  },
+  {
     name: 'a misaligned data offset is a corruption (and the cluster it missed a leak); -r all clears it to read the backing file',
     build: (dir) => mainFixture(dir, true),
     corrupt: async (path) => patchU64(path, (await l2EntryFor(path, 64 * KiB)).entryOffset, 0xb200),

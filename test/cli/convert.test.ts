@@ -119,6 +119,20 @@ describe('qed convert', { concurrency: 2 }, () => {
     await assertAllocatedLikeQemu(dir, 'qb.qed', 'db.qed');
   });
 
+  it('-B onto a QED backing file (compacting an overlay over a copy of its base) writes only the overlay\'s differences, as qemu-img does', async (t) => {
+    const dir = await scratch(t);
+    await overlay(dir);
+    await ok('base copy', qemuImg(['convert', '-O', 'qed', 'base.raw', 'base.qed'], dir));
+    await convertBoth(dir, ['-O', 'qed', '-B', 'base.qed', '-F', 'qed', 'ov.qed'], 'qb.qed', 'db.qed');
+    await assertSameGuest(dir, 'ov.qed', 'db.qed');
+    await assertQemuClean(dir, 'db.qed');
+    const info = parseJson<Record<string, unknown>>('qemu-img info', await ok('info', qemuImg(['info', '--output=json', 'db.qed'], dir)));
+    assert.equal(info['backing-filename'], 'base.qed');
+    assert.equal(info['backing-filename-format'], undefined, 'a QED backing is recorded without the raw bit');
+    await assertAllocatedLikeQemu(dir, 'qb.qed', 'db.qed');
+    assert.equal(await fileSize(join(dir, 'db.qed')), await fileSize(join(dir, 'qb.qed')), 'file size as qemu-img');
+  });
+
   it('-n converts into an existing image of the same size, overwriting what was there, as qemu-img convert -n', async (t) => {
     const dir = await scratch(t);
     await overlay(dir);
