@@ -3,8 +3,9 @@
 // allocated data and zero clusters), discards, and growing the image. Judged state by state
 // by the explorer (test/support/crash-explorer.ts).
 import test from 'node:test';
+import { isMainThread } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import { type GuestRecorder, type Random, type Workload, exploreUntil, patternBytes, reportLine } from '../support/crash-explorer.js';
+import { type GuestRecorder, type Random, type Workload, exploreInWorker, patternBytes, reportLine } from '../support/crash-explorer.js';
 
 const KiB = 1024;
 const SECTOR = 512;
@@ -117,13 +118,17 @@ const cowInFlight: Workload = {
   },
 };
 
-test('every crash state of writes over old content (backing files, zero writes, discards, growth) keeps flushed data and never shows a third value', async () => {
-  const workloads = [
-    cowOver('raw', 4 * KiB, 256 * KiB), cowOver('qed', 8 * KiB, 192 * KiB), zeroesAndDiscards(true),
-    zeroesAndDiscards(false), growing(false), growing(true), cowInFlight,
-  ];
-  const result = await exploreUntil('backing files, zeroes, resize', workloads, 50_000);
-  console.log(reportLine('backing files, zeroes, resize', result));
-  assert.deepEqual(result.violations.slice(0, 3), []);
-  assert.ok(result.states >= 50_000, `explored only ${result.states} states`);
-});
+/** Exported for the explorer's worker thread, which imports this file to find them. */
+export const workloads = [
+  cowOver('raw', 4 * KiB, 256 * KiB), cowOver('qed', 8 * KiB, 192 * KiB), zeroesAndDiscards(true),
+  zeroesAndDiscards(false), growing(false), growing(true), cowInFlight,
+];
+
+if (isMainThread) {
+  test('every crash state of writes over old content (backing files, zero writes, discards, growth) keeps flushed data and never shows a third value', async () => {
+    const result = await exploreInWorker(import.meta.url, 'workloads', 'backing files, zeroes, resize', 50_000);
+    console.log(reportLine('backing files, zeroes, resize', result));
+    assert.deepEqual(result.violations.slice(0, 3), []);
+    assert.ok(result.states >= 50_000, `explored only ${result.states} states`);
+  });
+}

@@ -2,8 +2,9 @@
 // allocate new L2 tables, many requests in flight, and a large-cluster geometry. Every crash
 // state of every flush epoch is judged by the explorer (test/support/crash-explorer.ts).
 import test from 'node:test';
+import { isMainThread } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import { type GuestRecorder, type Random, type Workload, exploreUntil, patternBytes, reportLine } from '../support/crash-explorer.js';
+import { type GuestRecorder, type Random, type Workload, exploreInWorker, patternBytes, reportLine } from '../support/crash-explorer.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -105,9 +106,14 @@ const largeClusters: Workload = {
   },
 };
 
-test('every crash state of writes without a backing file opens consistent and keeps flushed data', async () => {
-  const result = await exploreUntil('plain writes', [sequentialWrites, randomWrites, newL2Tables, newL2TablesQemu, manyInFlight, largeClusters], 50_000);
-  console.log(reportLine('plain writes', result));
-  assert.deepEqual(result.violations.slice(0, 3), []);
-  assert.ok(result.states >= 50_000, `explored only ${result.states} states`);
-});
+/** Exported for the explorer's worker thread, which imports this file to find them. */
+export const workloads = [sequentialWrites, randomWrites, newL2Tables, newL2TablesQemu, manyInFlight, largeClusters];
+
+if (isMainThread) {
+  test('every crash state of writes without a backing file opens consistent and keeps flushed data', async () => {
+    const result = await exploreInWorker(import.meta.url, 'workloads', 'plain writes', 50_000);
+    console.log(reportLine('plain writes', result));
+    assert.deepEqual(result.violations.slice(0, 3), []);
+    assert.ok(result.states >= 50_000, `explored only ${result.states} states`);
+  });
+}

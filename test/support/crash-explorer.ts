@@ -12,12 +12,13 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { MemoryFile, MemoryStore } from '../../src/io/memory-file.js';
 import type { BlockDevice } from '../../src/engine/device.js';
 import { QedImage } from '../../src/engine/qed-image.js';
 import { readHeader } from '../../src/engine/open.js';
 import { checkImage } from '../../src/check/check.js';
-import { openDevice } from '../../src/ops/open.js';
+import { openDevice, repairOnOpen } from '../../src/ops/open.js';
 import { createImage } from '../../src/ops/create.js';
 import { QED_F_NEED_CHECK } from '../../src/format/constants.js';
 import { hex } from '../../src/base/errors.js';
@@ -342,16 +343,27 @@ export interface ExploreOptions {
   qemuSample?: () => string | null;
   /** Stop early once this many violations were found (the broken-engine tests need only a few). */
   stopAfter?: number;
+  /** For every Nth crash state with NEED_CHECK set, also crash the repair itself at every point. */
+  repairCrashEvery?: number;
 }
 
 export interface Violation { where: string; problems: string[] }
 
-export interface ExploreResult { states: number; epochs: number; qemuChecks: number; violations: Violation[] }
+export interface ExploreResult {
+  /** Crash states judged, those of interrupted repairs included. */
+  states: number;
+  /** Of which: crash states of a repair interrupted part-way. */
+  repairStates: number;
+  epochs: number;
+  qemuChecks: number;
+  violations: Violation[];
+}
 
-export function emptyResult(): ExploreResult { return { states: 0, epochs: 0, qemuChecks: 0, violations: [] }; }
+export function emptyResult(): ExploreResult { return { states: 0, repairStates: 0, epochs: 0, qemuChecks: 0, violations: [] }; }
 
 export function addResult(total: ExploreResult, part: ExploreResult): void {
   total.states += part.states;
+  total.repairStates += part.repairStates;
   total.epochs += part.epochs;
   total.qemuChecks += part.qemuChecks;
   total.violations.push(...part.violations);
@@ -367,11 +379,19 @@ export async function exploreRecording(rec: Recording, options: ExploreOptions =
   const qemuCanOpen = rec.workload.tableSize > 1;
   const backingWritten = new Set<string>();
   const epochs = crashEpochs(rec.log);
+  let dirtyStates = 0;
   for (const [epochIndex, epoch] of epochs.entries()) {
     result.epochs++;
     const exp = model.expectationAt(epoch.before);
     for (const landed of crashStates(epoch.pending, rng, options)) {
       const disk = disks.materialise(epoch, landed);
+      if (options.repairCrashEvery && needsCheck(disk) && dirtyStates++ % options.repairCrashEvery === 0) {
+        const where = `${rec.workload.name} seed ${rec.seed} epoch ${epochIndex + 1}/${epochs.length}: ${describeLanded(epoch.pending, landed)}, then a crash during its repair`;
+        const repair = await exploreRepairCrashes(disk, rec, model, exp, rng, where);
+        result.states += repair.states;
+        result.repairStates += repair.states;
+        result.violations.push(...repair.violations);
+      }
       const sample = qemuCanOpen ? options.qemuSample?.() ?? null : null;
       if (sample && !backingWritten.has(sample)) {
         for (const [path, file] of rec.backingFiles) writeFileSync(join(sample, path.split('/').pop()!), bytesOf(file));
@@ -481,14 +501,15 @@ const QEMU_SAMPLES_PER_RUN = 150;
  * Explore the workloads round after round, each round with new seeds, until `targetStates`
  * crash states were judged (times the soak factor). About 150 of them also go to QEMU.
  */
-export async function exploreUntil(label: string, workloads: Workload[], targetStates: number, imageClass?: typeof QedImage): Promise<ExploreResult> {
+export async function exploreUntil(label: string, workloads: Workload[], targetStates: number, imageClass?: typeof QedImage,
+  log: (line: string) => void = console.log): Promise<ExploreResult> {
   const seed = crashSeed();
   const target = targetStates * soakFactor();
-  console.log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
+  log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
   const dir = mkdtempSync('/dev/shm/qed-crash-');
   const every = Math.max(1, Math.floor(targetStates / QEMU_SAMPLES_PER_RUN));
   let counter = 0;
-  const options: ExploreOptions = { stopAfter: 20, qemuSample: () => (counter++ % every === 0 ? dir : null) };
+  const options: ExploreOptions = { stopAfter: 20, repairCrashEvery: 25, qemuSample: () => (counter++ % every === 0 ? dir : null) };
   const total = emptyResult();
   const perWorkload = workloads.map(() => ({ states: 0, ms: 0 }));
   try {
@@ -509,15 +530,78 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
   if (process.env['QED_CRASH_VERBOSE']) {
     for (const [i, w] of workloads.entries()) {
       const { states, ms } = perWorkload[i]!;
-      console.log(`  ${w.name}: ${states} states, ${(ms / 1000).toFixed(1)} s, ${states ? Math.round(ms * 1000 / states) : 0} us/state`);
+      log(`  ${w.name}: ${states} states, ${(ms / 1000).toFixed(1)} s, ${states ? Math.round(ms * 1000 / states) : 0} us/state`);
     }
   }
-  for (const v of total.violations.slice(0, 5)) console.log(`VIOLATION ${v.where}\n  ${v.problems.join('\n  ')}`);
+  for (const v of total.violations.slice(0, 5)) log(`VIOLATION ${v.where}\n  ${v.problems.join('\n  ')}`);
   return total;
 }
 
+/**
+ * exploreUntil on a worker thread. node:test tracks every promise of a test file with an
+ * async hook, which costs the explorer (millions of promises) about 40% of its time; a worker
+ * thread has no such hook. The workloads are the export `exportName` of the module at
+ * `moduleUrl`, which must not start tests when imported off the main thread.
+ */
+export function exploreInWorker(moduleUrl: string, exportName: string, label: string, targetStates: number): Promise<ExploreResult> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(import.meta.url), { workerData: { moduleUrl, exportName, label, targetStates } });
+    let result: ExploreResult | null = null;
+    worker.on('message', (message: { log?: string; result?: ExploreResult }) => {
+      if (message.log !== undefined) console.log(message.log);
+      if (message.result) result = message.result;
+    });
+    worker.on('error', reject);
+    worker.on('exit', (code) => (result ? resolve(result) : reject(new Error(`explorer worker exited with code ${code} and no result`))));
+  });
+}
+
+interface ExploreJob { moduleUrl: string; exportName: string; label: string; targetStates: number }
+
+async function runExploreJob(job: ExploreJob): Promise<void> {
+  const module = await import(job.moduleUrl) as Record<string, unknown>;
+  const workloads = module[job.exportName] as Workload[];
+  const result = await exploreUntil(job.label, workloads, job.targetStates, undefined, (line) => parentPort!.postMessage({ log: line }));
+  parentPort!.postMessage({ result });
+}
+
+if (!isMainThread && (workerData as Partial<ExploreJob> | null)?.exportName) {
+  runExploreJob(workerData as ExploreJob).catch((err: unknown) => { throw err; });
+}
+
 export function reportLine(label: string, r: ExploreResult): string {
-  return `crash explorer: ${r.states} states, ${r.violations.length} violations (${label}: ${r.epochs} flush epochs, ${r.qemuChecks} also checked by qemu-img)`;
+  return `crash explorer: ${r.states} states, ${r.violations.length} violations (${label}: ${r.epochs} flush epochs, ${r.repairStates} states of interrupted repairs, ${r.qemuChecks} also checked by qemu-img)`;
+}
+
+/**
+ * Crash the NEED_CHECK repair of `disk` at every point (check.ts promises that this is safe):
+ * whatever the interrupted repair left must judge exactly as `disk` itself must, since a
+ * repair may drop only what was never durable.
+ */
+async function exploreRepairCrashes(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random, where: string): Promise<{ states: number; violations: Violation[] }> {
+  const file = new CrashFile(disk, new EventClock());
+  const violations: Violation[] = [];
+  try {
+    await repairOnOpen(file, (await readHeader(file)).header);
+  } catch {
+    return { states: 0, violations }; // an unrepairable state is the main judge's finding, not this one's
+  }
+  const disks = new CrashDisk(disk);
+  let states = 0;
+  for (const epoch of crashEpochs(file.log)) {
+    for (const landed of crashStates(epoch.pending, rng)) {
+      states++;
+      const problems = await judgeState(disks.materialise(epoch, landed), rec, model, exp, rng, null);
+      if (problems.length > 0) violations.push({ where: `${where} [${describeLanded(epoch.pending, landed)}]`, problems });
+    }
+  }
+  return { states, violations };
+}
+
+function needsCheck(disk: MemoryFile): boolean {
+  const fields = new Uint8Array(24);
+  disk.readSync(fields, 0);
+  return (new DataView(fields.buffer).getBigUint64(16, true) & QED_F_NEED_CHECK) !== 0n;
 }
 
 // ---- judging one crash state ------------------------------------------------------------
