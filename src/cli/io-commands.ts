@@ -58,10 +58,15 @@ function hexdump(buf: Uint8Array, offset: number): string {
   for (let i = 0; i < buf.length; i += 16) {
     const row = buf.subarray(i, i + 16);
     const bytes = [...row].map((b) => b.toString(16).padStart(2, '0') + ' ').join('');
-    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    // qemu-io's print_buffer shows isalnum() characters only.
+    const ascii = [...row].map((b) => (isAlnum(b) ? String.fromCharCode(b) : '.')).join('');
     text += `${(offset + i).toString(16).padStart(8, '0')}:  ${bytes} ${ascii}\n`;
   }
   return text;
+}
+
+function isAlnum(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
 }
 
 /** Run one command line; resolves true on success, false after printing why it failed. */

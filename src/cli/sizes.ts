@@ -44,7 +44,7 @@ function stripZeros(s: string): string {
   return s.includes('.') ? s.replace(/\.?0+$/, '') : s;
 }
 
-/** qemu-io's cvtstr: "4 KiB", "1.500000 KiB", "1000 bytes". */
+/** qemu-io's cvtstr (7.2): "4 KiB", "1.953 KiB", "1000 bytes": three decimals, ".000" trimmed. */
 export function cvtstr(value: number): string {
   const units: Array<[number, string]> = [[2 ** 60, ' EiB'], [2 ** 50, ' PiB'], [2 ** 40, ' TiB'], [2 ** 30, ' GiB'], [2 ** 20, ' MiB'], [2 ** 10, ' KiB']];
   for (const [size, suffix] of units) {
@@ -54,8 +54,19 @@ export function cvtstr(value: number): string {
 }
 
 function trimFixed(value: number): string {
-  const s = value.toFixed(6);
-  return s.endsWith('.000000') ? s.slice(0, -7) : s;
+  const s = fixed3(value);
+  return s.endsWith('.000') ? s.slice(0, -4) : s;
+}
+
+/** printf("%.3f"): exact binary ties round to even (976.5625 → "976.562"), unlike toFixed. */
+function fixed3(value: number): string {
+  const scaled = value * 1000;
+  const floor = Math.floor(scaled);
+  if (scaled - floor === 0.5 && Number.isFinite(scaled) && scaled < 2 ** 52) {
+    const even = floor % 2 === 0 ? floor : floor + 1;
+    return (even / 1000).toFixed(3);
+  }
+  return value.toFixed(3);
 }
 
 /** "1 GiB (1073741824 bytes)" as qemu-img info prints virtual sizes. */

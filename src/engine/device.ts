@@ -6,7 +6,7 @@ import type { ImageFormat } from '../format/probe.js';
 /** One run of a single layer's block status; guest offsets. */
 export type LayerExtent =
   | { kind: 'data'; guestOffset: number; length: number; hostOffset: number }
-  | { kind: 'zero'; guestOffset: number; length: number }
+  | { kind: 'zero'; guestOffset: number; length: number; hostOffset?: number }
   | { kind: 'unallocated'; guestOffset: number; length: number };
 
 export interface WriteZeroesOptions {

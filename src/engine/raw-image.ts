@@ -11,12 +11,15 @@ export class RawImage implements BlockDevice {
   readonly backing = null;
   private closed = false;
 
-  constructor(readonly file: BlockFile, private length: number) {}
+  /** `fileLength` is the bytes really in the file; the guest size is rounded up to a sector. */
+  constructor(readonly file: BlockFile, private fileLength: number) {}
 
   /** Like QEMU, the size is the file length rounded up to a sector; the padding reads as zeros. */
   static async open(file: BlockFile): Promise<RawImage> {
-    return new RawImage(file, alignUp(await file.size(), SECTOR_SIZE));
+    return new RawImage(file, await file.size());
   }
+
+  private get length(): number { return alignUp(this.fileLength, SECTOR_SIZE); }
 
   get path(): string { return this.file.path; }
   get readOnly(): boolean { return this.file.readOnly; }
@@ -32,12 +35,14 @@ export class RawImage implements BlockDevice {
     this.checkOpen();
     checkRequest(this, offset, buf.length, true);
     await this.file.write(buf, offset);
+    this.fileLength = Math.max(this.fileLength, offset + buf.length);
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.checkOpen();
     checkRequest(this, offset, length, true);
     await writeZerosAt(this.file, offset, length);
+    this.fileLength = Math.max(this.fileLength, offset + length);
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -54,14 +59,22 @@ export class RawImage implements BlockDevice {
     this.checkOpen();
     checkRequest(this, 0, 0, true);
     await this.file.truncate(newSize);
-    this.length = newSize;
+    this.fileLength = newSize;
   }
 
-  /** Every byte of a raw file is data at the same offset. */
+  /**
+   * Every byte of a raw file is data at the same offset, except the padding past the file's
+   * end up to the next sector, which reads as zeros (what QEMU's file layer reports too).
+   */
   async blockStatus(offset: number, length: number): Promise<LayerExtent[]> {
     this.checkOpen();
     checkRequest(this, offset, length, false);
-    return length === 0 ? [] : [{ kind: 'data', guestOffset: offset, length, hostOffset: offset }];
+    const end = offset + length;
+    const dataEnd = Math.min(end, Math.max(offset, this.fileLength));
+    const extents: LayerExtent[] = [];
+    if (dataEnd > offset) extents.push({ kind: 'data', guestOffset: offset, length: dataEnd - offset, hostOffset: offset });
+    if (end > dataEnd) extents.push({ kind: 'zero', guestOffset: dataEnd, length: end - dataEnd, hostOffset: dataEnd });
+    return extents;
   }
 
   async close(): Promise<void> {

@@ -32,7 +32,9 @@ async function mapLayer(layer: BlockDevice, start: number, end: number, depth: n
     if (e.kind === 'data') {
       push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: false, data: true, offset: e.hostOffset, filename: layer.path });
     } else if (e.kind === 'zero') {
-      push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: true, data: false });
+      const hasOffset = e.hostOffset !== undefined;
+      push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: true, data: false,
+        ...(hasOffset ? { offset: e.hostOffset, filename: layer.path } : {}) });
     } else {
       const backing = layer.backing;
       const inBacking = backing ? Math.max(e.guestOffset, Math.min(eEnd, backing.size)) : e.guestOffset;
