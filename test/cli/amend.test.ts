@@ -59,6 +59,7 @@ describe('qed amend', { concurrency: 2 }, () => {
     await ok('qemu-img rebase -u', qemuImg(['rebase', '-u', '-b', 'c.qed', '-F', 'raw', 'theirs.qed'], dir));
     assert.deepEqual(await info(dir, 'mine.qed'), await info(dir, 'theirs.qed'));
     assert.equal((await readLayout(join(dir, 'mine.qed'))).features, 0x5n);
+    await assertQemuClean(dir, 'mine.qed');
   });
 
   it('refuses options QED cannot change (cluster_size, size) with exit 1 like qemu-img amend, one error line, and no change', async (t) => {

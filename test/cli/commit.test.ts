@@ -60,6 +60,7 @@ describe('qed commit', { concurrency: 2 }, () => {
     const before = await sha256(join(mine, 'ov.qed'));
     assertSameRun(await qed(['commit', '-d', 'ov.qed'], mine), await qemuImg(['commit', '-d', 'ov.qed'], theirs));
     assert.equal(await sha256(join(mine, 'ov.qed')), before);
+    await assertQemuClean(mine, 'ov.qed');
     assert.equal(await sha256(join(mine, 'base.raw')), await sha256(join(theirs, 'base.raw')));
     await assertSameGuest(mine, 'ov.qed', 'expect.raw');
   });
@@ -97,5 +98,7 @@ describe('qed commit', { concurrency: 2 }, () => {
     const dir = await scratch(t);
     const { mine } = await twoChains(dir, 'raw');
     assert.deepEqual(await qed(['commit', '-p', 'ov.qed'], mine), { stdout: 'Image committed.\n', stderr: '', code: 0 });
+    await assertQemuClean(mine, 'ov.qed');
+    await assertSameGuest(mine, 'ov.qed', 'expect.raw');
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { exists, ok, qed, qemuImg, qemuWrite, scratch, sha256 } from '../support/cli-run.js';
+import { assertQemuClean, exists, ok, qed, qemuImg, qemuWrite, scratch, sha256 } from '../support/cli-run.js';
 
 const COMMANDS = ['create', 'info', 'io', 'map', 'check', 'convert', 'compare', 'resize', 'commit', 'rebase', 'amend', 'measure', 'bench'] as const;
 
@@ -118,6 +118,7 @@ describe('qed command conventions', { concurrency: 2 }, () => {
       assert.equal(await exists(join(dir, 'new.qed')), false, `qed create ${args.join(' ')} left a file`);
     }
     await ok('create', qed(['create', '-q', 'old.qed', '1M'], dir));
+    await assertQemuClean(dir, 'old.qed');
     const digest = await sha256(join(dir, 'old.qed'));
     assert.equal((await qed(['create', 'old.qed', '1000'], dir)).code, 1);
     assert.equal(await sha256(join(dir, 'old.qed')), digest);

@@ -179,5 +179,6 @@ describe('qed convert', { concurrency: 2 }, () => {
     const mine = await qed(['convert', '-p', '-O', 'qed', 'src.raw', 'p.qed'], dir);
     assert.deepEqual(mine, { stdout: '', stderr: '', code: 0 });
     await assertSameGuest(dir, 'src.raw', 'p.qed');
+    await assertQemuClean(dir, 'p.qed');
   });
 });

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { KiB, MiB, fileSize, noise, ok, parseJson, qed, qemuImg, qemuWrite, scratch, writeRaw } from '../support/cli-run.js';
+import { KiB, MiB, assertQemuClean, fileSize, noise, ok, parseJson, qed, qemuImg, qemuWrite, scratch, writeRaw } from '../support/cli-run.js';
 
 interface Measured { required: number; 'fully-allocated': number }
 
@@ -32,6 +32,7 @@ async function assertRequiredIsConvertSize(dir: string, source: string, options:
   const target = `out-${Math.random().toString(36).slice(2)}.qed`;
   const m = await measure(dir, ['-O', 'qed', ...options, source]);
   await ok('qed convert', qed(['convert', '-O', 'qed', ...options, source, target], dir));
+  await assertQemuClean(dir, target);
   assert.equal(m.required, await fileSize(join(dir, target)), `required size for ${source} ${options.join(' ')} = size of the file qed convert writes`);
 }
 
@@ -79,6 +80,7 @@ describe('qed measure', { concurrency: 2 }, () => {
       if (ts > 1) { // QEMU cannot open table_size=1 images, so it cannot write one either.
         await ok('qemu-img convert', qemuImg(['convert', '-S', '0', '-O', 'qed', ...options, 'full.raw', `q${cs}-${ts}.qed`], dir));
         assert.equal(await fileSize(join(dir, `q${cs}-${ts}.qed`)), formula, 'qemu-img convert -S 0 writes that many bytes');
+        await assertQemuClean(dir, `d${cs}-${ts}.qed`);
       }
     }
   });

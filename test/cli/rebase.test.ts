@@ -109,5 +109,6 @@ describe('qed rebase', { concurrency: 2 }, () => {
     const { mine } = await twoChains(dir);
     assert.deepEqual(await qed(['rebase', '-p', '-b', 'other.raw', '-F', 'raw', 'ov.qed'], mine), { stdout: '', stderr: '', code: 0 });
     await assertSameGuest(mine, 'ov.qed', 'expect.raw');
+    await assertQemuClean(mine, 'ov.qed');
   });
 });
