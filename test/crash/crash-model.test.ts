@@ -2,9 +2,11 @@
 // explorer could call a broken engine safe (too weak) or a correct one broken (too strict).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryFile } from '../../src/io/memory-file.js';
+import { MemoryFile, MemoryStore } from '../../src/io/memory-file.js';
+import { createImage } from '../../src/ops/create.js';
+import { openDevice } from '../../src/ops/open.js';
 import { CrashDisk, CrashFile, EventClock, crashEpochs } from '../support/crash-file.js';
-import { ContentModel, GuestLog, bytesOf } from '../support/crash-explorer.js';
+import { ContentModel, GuestLog, bytesOf, patternBytes, verifyContent } from '../support/crash-explorer.js';
 
 const filled = (length: number, value: number) => new Uint8Array(length).fill(value);
 
@@ -77,4 +79,25 @@ test('the content model keeps acknowledged-and-flushed writes exact and allows o
   assert.deepEqual(valuesAt(9), [0, 1, 2, 3, 4], 'before the flush is acknowledged anything issued may be there');
   assert.deepEqual(valuesAt(10), [2, 3, 4], 'after it, write 2 is durable: the initial content and write 1 are gone');
   assert.deepEqual(model.expectationAt(10, true).candidates.get(0)!.map((v) => v[0]), [3, 4], 'with no crash, the last acknowledged write or one in flight');
+});
+
+test('the content check finds a third value in a written sector and in one no write touched', async () => {
+  const store = new MemoryStore();
+  await createImage('/m.qed', { store, size: 64 * 1024, clusterSize: 4096, tableSize: 2 });
+  const device = await openDevice('/m.qed', { store });
+  const written = patternBytes(1024, 1);
+  await device.write(written, 0x1000);
+  const log = new GuestLog();
+  log.writes.push({ offset: 0x1000, length: 1024, data: written, issued: 1, acked: 2 });
+  log.syncs.push({ issued: 3, acked: 4 });
+  const model = new ContentModel(new Uint8Array(64 * 1024), 64 * 1024, log);
+  assert.deepEqual(await verifyContent(device, model, model.expectationAt(Infinity)), []);
+
+  await device.write(patternBytes(512, 2), 0x1200);   // a written sector changed behind the model's back
+  await device.write(patternBytes(512, 3), 0x9000);   // and one no write touched
+  const problems = await verifyContent(device, model, model.expectationAt(Infinity));
+  assert.equal(problems.length, 2, problems.join('; '));
+  assert.match(problems[0]!, /sector at 0x1200 holds bytes no write produced/);
+  assert.match(problems[1]!, /sector at 0x9000 holds bytes no write produced/);
+  await device.close();
 });
