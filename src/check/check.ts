@@ -56,13 +56,21 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   };
 
   let fileSize = await file.size();
+  // QEMU's view of the file: its length rounded up to a sector, then down to a cluster. A
+  // crash can cut the last cluster short; entries into it are corruptions to QEMU. Repair
+  // extends the file (the missing bytes read as zeros either way) and counts them as fixed.
+  const limitAsFound = qemuFileSize(fileSize, cs);
   if (fixAll && fileSize % cs !== 0) {
-    // A crash can cut the last cluster short; its missing bytes read as zeros either way.
     fileSize = alignUp(fileSize, cs);
     await file.truncate(fileSize);
   }
-  // QEMU's view of the file: its length rounded up to a sector, then down to a cluster.
   const fileLimit = qemuFileSize(fileSize, cs);
+  const fixedByExtension = (offset: number, length: number, where: string): void => {
+    if (offset + length <= limitAsFound) return;
+    result.corruptions++;
+    result.corruptionsFixed++;
+    result.problems.push(`${where}: ${hex(offset)} lay past the end of the file, which was cut short; extended`);
+  };
   const used = new UsedClusters();
   used.markRange(0, header.headerSize);
   used.markRange(header.l1TableOffset / cs, header.tableSize);
@@ -82,6 +90,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
         if (fixAll) { putEntryAt(l1View, i, 0); l1Changed = true; result.corruptionsFixed++; }
         continue;
       }
+      fixedByExtension(l2Offset, geometry.tableBytes, `L1 entry at ${hex(entryHost)}`);
       // As QEMU counts it: one corruption per table cluster already in use; the table is skipped.
       const overlaps = used.markRangeCountingOverlaps(l2Offset / cs, header.tableSize);
       if (overlaps > 0) {
@@ -101,6 +110,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           if (lastData !== 0 && entry !== lastData + cs) result.fragmentedClusters++;
           lastData = entry;
           const valid = isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
+          if (valid) fixedByExtension(entry, cs, `L2 entry at ${hex(l2EntryHost)}`);
           if (valid && used.markRangeCountingOverlaps(entry / cs, 1) === 0) continue;
           result.corruptions++;
           if (!valid) {
@@ -147,12 +157,11 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   if ((fix === 'leaks' || fixAll) && result.leaks > 0 && corruptionsLeft === 0) {
     // Entries fixed above must be durable before anything moves into the space they freed [engine I4].
     await file.flush();
-    await reclaimLeaks(file, header, used, totalFileClusters);
-    fileSize = await file.size();
-    const remaining = Math.max(0, qemuFileSize(fileSize, cs) / cs - used.countBelow(qemuFileSize(fileSize, cs) / cs));
+    const end = await reclaimLeaks(file, header);
+    const remaining = Math.max(0, qemuFileSize(end, cs) / cs - used.total);
     result.leaksFixed += result.leaks - remaining;
     result.leaks = remaining;
-    result.imageEndOffset = (used.highest() + 1) * cs;
+    result.imageEndOffset = end;
   }
   if (result.corruptionsFixed > 0) result.corruptions -= result.corruptionsFixed;
 

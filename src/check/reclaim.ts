@@ -1,54 +1,77 @@
 // Giving leaked space back. QED has no free list, so a leaked cluster in the middle of the
 // file can only be reclaimed by moving what lies above it down into it and truncating the
-// tail. Destinations are chosen from the top down: a data cluster goes to the lowest hole, an
-// L2 table to the lowest run of table_size holes. The order keeps every crash harmless:
-//   1. copies (data, and moved L2 tables already pointing at moved data) are written into
-//      leaked space, which nothing references, and flushed;
-//   2. the entries that point at the moved clusters are switched and flushed (each entry
-//      points at old or new: both hold the same bytes; the other becomes a leak);
-//   3. the file is truncated after the last used cluster and flushed.
+// tail. Compaction runs in rounds; each round rescans the tables and
+//   1. picks destinations: every data cluster or L2 table above the first hole moves to the
+//      lowest run of holes (as they were when the round began) that lies below it; when
+//      nothing can move because an L2 table does not fit in the holes under it, that table
+//      is first moved to the end of the file, freeing its clusters to widen the hole;
+//   2. writes the copies (moved tables already pointing at the new places of moved data)
+//      into space nothing references, and flushes;
+//   3. switches the entries that point at moved clusters (each entry points at the old or
+//      the new copy, both holding the same bytes), and flushes;
+//   4. truncates after the last used cluster, and flushes.
+// A crash at any step leaves a consistent image with leaks at worst. Space freed in a round
+// is reused only in a later one, after the switch away from it is durable.
 import { entryAt, putEntryAt } from '../base/bytes.js';
 import type { BlockFile } from '../io/block-file.js';
 import { QED_UNALLOCATED, QED_ZERO_CLUSTER } from '../format/constants.js';
 import { Geometry } from '../format/geometry.js';
 import type { QedHeader } from '../format/header.js';
-import type { UsedClusters } from './used-clusters.js';
+import { UsedClusters } from './used-clusters.js';
 
 interface Unit { kind: 'data' | 'table'; start: number; entryHost: number; tableHost: number }
 
-/** Move clusters into interior holes and truncate; returns how many leaked clusters were given back. */
-export async function reclaimLeaks(file: BlockFile, header: QedHeader, used: UsedClusters, fileClusters: number): Promise<number> {
+interface Layout { used: UsedClusters; units: Unit[] }
+
+/** Enough for any layout seen; a round that moves nothing ends the loop earlier. */
+const MAX_ROUNDS = 64;
+
+/** Compact the file until no leaked cluster is left below the last used one; returns the new end. */
+export async function reclaimLeaks(file: BlockFile, header: QedHeader): Promise<number> {
   const g = new Geometry(header.clusterSize, header.tableSize, header.headerSize);
   const cs = header.clusterSize;
-  const holes: number[] = [];
-  // Holes above the highest used cluster are the tail: truncated, never enumerated one by one.
-  const usedLimit = Math.min(fileClusters, used.highest() + 1);
-  for (let c = header.headerSize; c < usedLimit; c++) if (!used.has(c)) holes.push(c);
-  if (holes.length === 0 && usedLimit >= fileClusters) return 0;
-  const firstHole = holes[0] ?? usedLimit;
-  const units = (await unitsAbove(file, header, g, firstHole)).sort((a, b) => b.start - a.start);
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const layout = await scanLayout(file, header, g);
+    const top = Math.max(layout.used.highest(), header.headerSize - 1);
+    const holes: number[] = [];
+    for (let c = header.headerSize; c < top; c++) if (!layout.used.has(c)) holes.push(c);
+    if (holes.length === 0) break;
+    const moves = planMoves(layout.units, holes, header.tableSize);
+    if (moves.size === 0) {
+      // Only a table too wide for the holes under it is in the way: park it at the end.
+      const blocked = layout.units.filter((u) => u.kind === 'table' && u.start > holes[0]!).sort((a, b) => a.start - b.start)[0];
+      if (!blocked) break;
+      moves.set(blocked, Math.ceil((await file.size()) / cs));
+    }
+    await applyMoves(file, header, g, moves);
+    await truncateAfterUsed(file, header, g);
+  }
+  return truncateAfterUsed(file, header, g);
+}
+
+function planMoves(units: Unit[], holes: number[], tableSize: number): Map<Unit, number> {
   const free = new HoleList(holes);
   const moves = new Map<Unit, number>();
-  for (const unit of units) {
-    const size = unit.kind === 'table' ? header.tableSize : 1;
-    const destination = free.take(size, unit.start);
-    if (destination < 0) break; // nothing below fits: everything under it stays where it is
-    moves.set(unit, destination);
+  for (const unit of [...units].sort((a, b) => a.start - b.start)) {
+    if (unit.start < holes[0]!) continue;
+    const destination = free.take(unit.kind === 'table' ? tableSize : 1, unit.start);
+    if (destination >= 0) moves.set(unit, destination);
   }
-  if (moves.size === 0 && used.highest() + 1 >= fileClusters) return 0;
+  return moves;
+}
 
-  // 1. Copies into leaked space. Moved tables carry their moved data's new offsets.
-  const movedData = new Map<number, number>(); // old entry host → new cluster offset
+async function applyMoves(file: BlockFile, header: QedHeader, g: Geometry, moves: Map<Unit, number>): Promise<void> {
+  const cs = header.clusterSize;
+  const movedData = new Map<number, number>(); // entry host → new cluster offset
   for (const [unit, dest] of moves) if (unit.kind === 'data') movedData.set(unit.entryHost, dest * cs);
+  const movedTables = new Set<number>();
   const buf = new Uint8Array(cs);
   for (const [unit, dest] of moves) {
-    if (unit.kind !== 'data') continue;
-    await file.read(buf, unit.start * cs);
-    await file.write(buf, dest * cs);
-  }
-  const movedTables = new Map<number, number>(); // old table offset → new
-  for (const [unit, dest] of moves) {
-    if (unit.kind !== 'table') continue;
+    if (unit.kind === 'data') {
+      await file.read(buf, unit.start * cs);
+      await file.write(buf, dest * cs);
+      continue;
+    }
     const table = new Uint8Array(g.tableBytes);
     await file.read(table, unit.start * cs);
     const view = new DataView(table.buffer);
@@ -57,45 +80,37 @@ export async function reclaimLeaks(file: BlockFile, header: QedHeader, used: Use
       if (moved !== undefined) putEntryAt(view, i, moved);
     }
     await file.write(table, dest * cs);
-    movedTables.set(unit.start * cs, dest * cs);
+    movedTables.add(unit.start * cs);
   }
   await file.flush();
 
-  // 2. Switch the entries: data entries in tables that stay, then L1 entries of moved tables.
   const entry = new Uint8Array(8);
   const entryView = new DataView(entry.buffer);
   for (const [unit, dest] of moves) {
-    if (unit.kind === 'data' && !movedTables.has(unit.tableHost)) {
-      putEntryAt(entryView, 0, dest * cs);
-      await file.write(entry, unit.entryHost);
-    }
-  }
-  for (const [unit, dest] of moves) {
-    if (unit.kind === 'table') {
-      putEntryAt(entryView, 0, dest * cs);
-      await file.write(entry, unit.entryHost);
-    }
+    if (unit.kind === 'data' && movedTables.has(unit.tableHost)) continue; // its moved table carries it
+    putEntryAt(entryView, 0, dest * cs);
+    await file.write(entry, unit.entryHost);
   }
   await file.flush();
-
-  // 3. Truncate after the highest cluster still in use.
-  for (const [unit, dest] of moves) {
-    const size = unit.kind === 'table' ? header.tableSize : 1;
-    for (let i = 0; i < size; i++) { used.unmark(unit.start + i); used.mark(dest + i); }
-  }
-  const top = Math.max(used.highest(), header.headerSize - 1);
-  const newEnd = (top + 1) * cs;
-  const before = await file.size();
-  if (newEnd < before) {
-    await file.truncate(newEnd);
-    await file.flush();
-  }
-  return Math.max(0, Math.floor(before / cs) - (top + 1));
 }
 
-/** Every data cluster and L2 table starting above `threshold`, with the entry that points at it. */
-async function unitsAbove(file: BlockFile, header: QedHeader, g: Geometry, threshold: number): Promise<Unit[]> {
+/** Cut the file after the last used cluster; returns the file's end. */
+async function truncateAfterUsed(file: BlockFile, header: QedHeader, g: Geometry): Promise<number> {
+  const layout = await scanLayout(file, header, g);
+  const end = (Math.max(layout.used.highest(), header.headerSize - 1) + 1) * header.clusterSize;
+  if (end < await file.size()) {
+    await file.truncate(end);
+    await file.flush();
+  }
+  return Math.min(end, await file.size());
+}
+
+/** Every referenced cluster, and each data cluster and L2 table with the entry pointing at it. */
+async function scanLayout(file: BlockFile, header: QedHeader, g: Geometry): Promise<Layout> {
   const cs = header.clusterSize;
+  const used = new UsedClusters();
+  used.markRange(0, header.headerSize);
+  used.markRange(header.l1TableOffset / cs, header.tableSize);
   const units: Unit[] = [];
   const l1 = new Uint8Array(g.tableBytes);
   await file.read(l1, header.l1TableOffset);
@@ -105,15 +120,17 @@ async function unitsAbove(file: BlockFile, header: QedHeader, g: Geometry, thres
   for (let i = 0; i < g.entriesPerTable; i++) {
     const tableOffset = entryAt(l1View, i);
     if (tableOffset === QED_UNALLOCATED || tableOffset % cs !== 0) continue;
-    if (tableOffset / cs > threshold) units.push({ kind: 'table', start: tableOffset / cs, entryHost: header.l1TableOffset + i * 8, tableHost: 0 });
+    used.markRange(tableOffset / cs, header.tableSize);
+    units.push({ kind: 'table', start: tableOffset / cs, entryHost: header.l1TableOffset + i * 8, tableHost: 0 });
     await file.read(table, tableOffset);
     for (let j = 0; j < g.entriesPerTable; j++) {
       const data = entryAt(tableView, j);
       if (data === QED_UNALLOCATED || data === QED_ZERO_CLUSTER || data % cs !== 0) continue;
-      if (data / cs > threshold) units.push({ kind: 'data', start: data / cs, entryHost: tableOffset + j * 8, tableHost: tableOffset });
+      used.mark(data / cs);
+      units.push({ kind: 'data', start: data / cs, entryHost: tableOffset + j * 8, tableHost: tableOffset });
     }
   }
-  return units;
+  return { used, units };
 }
 
 /** Leaked clusters in ascending order, handed out lowest first. */
@@ -122,7 +139,7 @@ class HoleList {
   private cursor = 0;
   constructor(private readonly holes: number[]) {}
 
-  /** The lowest start of `size` consecutive free clusters below `limit`, now taken; -1 if none. */
+  /** The lowest start of `size` consecutive free clusters ending at or below `limit`, now taken; -1 if none. */
   take(size: number, limit: number): number {
     while (this.cursor < this.holes.length && this.taken.has(this.holes[this.cursor]!)) this.cursor++;
     for (let i = this.cursor; i < this.holes.length; i++) {

@@ -86,4 +86,5 @@ export class UsedClusters {
   }
 
   highest(): number { return this.top; }
+  get total(): number { return this.count; }
 }

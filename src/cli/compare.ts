@@ -13,7 +13,7 @@ export function registerCompare(program: Command, run: (name: string, file: stri
     .usage('[-f FMT] [-F FMT] [-s] [-q] A B')
     .option('-f, --format <fmt>', 'format of A (probed when not given)')
     .option('-F, --format-b <fmt>', 'format of B (probed when not given)')
-    .option('-s, --strict', 'images of different sizes are different')
+    .option('-s, --strict', 'differing sizes or allocation status count as different')
     .option('-q, --quiet', 'print nothing (exit code only)')
     .argument('<a>')
     .argument('<b>')
@@ -23,6 +23,7 @@ export function registerCompare(program: Command, run: (name: string, file: stri
       try {
         const result = await compareImages(a, b, { formatA: parseFormat(flags.format), formatB: parseFormat(flags.formatB), strict: flags.strict });
         if (result.kind === 'size-mismatch') { say('Strict mode: Image size mismatch!\n'); return 1; }
+        if (result.kind === 'status-mismatch') { say(`Strict mode: Offset ${result.offset} block status mismatch!\n`); return 1; }
         if (result.sizeMismatch) say('Warning: Image size mismatch!\n');
         if (result.kind === 'content-mismatch') { say(`Content mismatch at offset ${result.offset}!\n`); return 1; }
         say('Images are identical.\n');

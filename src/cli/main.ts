@@ -12,7 +12,7 @@ import { registerIo } from './io.js';
 import { registerMap } from './map.js';
 import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
 import { registerResize } from './resize.js';
-import { reportError, setDebug } from './report.js';
+import { MissingArgument, reportError, setDebug } from './report.js';
 
 function version(): string {
   try {
@@ -30,6 +30,9 @@ async function main(argv: string[]): Promise<number> {
       exitCode = await job();
     } catch (err) {
       exitCode = reportError(name, err, file);
+      if (err instanceof MissingArgument) {
+        process.stderr.write('\n' + (program.commands.find((c) => c.name() === name)?.helpInformation() ?? ''));
+      }
     }
   };
   const program = new Command('qed')

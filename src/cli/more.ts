@@ -8,7 +8,7 @@ import { measureImage } from '../ops/measure.js';
 import { rebaseImage } from '../ops/rebase.js';
 import { parseFormat, parseKeyValues } from './options.js';
 import { startProgress } from './progress.js';
-import { writeOut } from './report.js';
+import { MissingArgument, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
 
 type Run = (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>;
@@ -47,7 +47,7 @@ export function registerRebase(program: Command, run: Run): void {
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed rebase -b new-base.qed -F qed overlay.qed')
     .action((file: string, flags: { format?: string; progress?: boolean; unsafe?: boolean; backing?: string; backingFormat?: string }) => run('rebase', file, async () => {
-      if (flags.backing === undefined) throw new UsageError('-b NEW is required (use -b "" to remove the backing file)');
+      if (flags.backing === undefined) throw new MissingArgument('-b NEW is required (use -b "" to remove the backing file)');
       const progress = startProgress(Boolean(flags.progress), 'rebase');
       try {
         await rebaseImage(file, flags.backing, {
@@ -71,6 +71,7 @@ export function registerAmend(program: Command, run: Run): void {
     .addHelpText('after', '\nExample:\n  qed amend -o backing_file=base.raw,backing_fmt=raw overlay.qed')
     .action((file: string, flags: { format?: string; options: string[] }) => run('amend', file, async () => {
       if (flags.format !== undefined && flags.format !== 'qed') throw new UsageError('amend works on qed images only');
+      if (flags.options.length === 0) throw new MissingArgument('-o OPTIONS is required');
       const opts = parseKeyValues(flags.options.join(','), ['backing_file', 'backing_fmt', 'cluster_size', 'table_size', 'size']);
       const other = [...opts.keys()].filter((k) => k !== 'backing_file' && k !== 'backing_fmt');
       await amendImage(file, { backingFile: opts.get('backing_file'), backingFormat: parseFormat(opts.get('backing_fmt'), 'backing format'), other });
@@ -91,6 +92,7 @@ export function registerMeasure(program: Command, run: Run): void {
     .addHelpText('after', '\nExample:\n  qed measure -O qed disk.raw')
     .action((src: string | undefined, flags: { format?: string; outputFormat?: string; options: string[]; size?: string; output: string }) => run('measure', src, async () => {
       if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      if ((flags.size === undefined) === (src === undefined)) throw new MissingArgument('give either --size SIZE or a source image');
       const opts = parseKeyValues(flags.options.join(','), ['cluster_size', 'table_size']);
       const m = await measureImage({
         size: flags.size === undefined ? undefined : parseSize(flags.size), source: src, sourceFormat: parseFormat(flags.format),

@@ -1,5 +1,8 @@
 // The one place the CLI turns an error into a line on stderr and an exit code.
-import { QedError } from '../base/errors.js';
+import { QedError, UsageError } from '../base/errors.js';
+
+/** A missing argument or option: the error line is followed by the command's usage. */
+export class MissingArgument extends UsageError {}
 
 export class CliExit extends Error {
   constructor(readonly exitCode: number) { super(`exit ${exitCode}`); }

@@ -30,6 +30,9 @@ export async function benchImage(path: string, options: BenchOptions = {}): Prom
   for (const [name, v] of Object.entries({ count, depth, bufferSize, step, offset })) {
     if (!Number.isSafeInteger(v) || v < 0 || (name !== 'step' && name !== 'offset' && v === 0)) throw new UsageError(`invalid ${name} ${v}`);
   }
+  if (options.flushInterval && options.flushInterval < depth) {
+    throw new UsageError("flush interval can't be smaller than depth");
+  }
   const device = await openDevice(path, { format: options.format, readOnly: !options.write, store: options.store });
   try {
     if (bufferSize > device.size) throw new UsageError(`buffer size ${bufferSize} is larger than the image`, { path });

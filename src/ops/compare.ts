@@ -4,14 +4,15 @@
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
-import { mapChain } from './map.js';
+import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
 import { isAllZero } from './zero-detect.js';
 
 export type CompareResult =
   | { kind: 'identical'; sizeMismatch: boolean }
   | { kind: 'content-mismatch'; offset: number; sizeMismatch: boolean }
-  | { kind: 'size-mismatch' };
+  | { kind: 'size-mismatch' }
+  | { kind: 'status-mismatch'; offset: number };
 
 export interface CompareOptions { formatA?: ImageFormat; formatB?: ImageFormat; strict?: boolean; store?: FileStore; chunkSize?: number }
 
@@ -38,6 +39,10 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
   for (let start = 0; start < common; start += chunkSize) {
     const length = Math.min(chunkSize, common - start);
     const [mapA, mapB] = await Promise.all([mapChain(a, start, length), mapChain(b, start, length)]);
+    if (strict) {
+      const at = firstStatusDifference(mapA, mapB);
+      if (at >= 0) return { kind: 'status-mismatch', offset: at };
+    }
     if (mapA.every((e) => e.zero) && mapB.every((e) => e.zero)) continue;
     const ra = bufA.subarray(0, length);
     const rb = bufB.subarray(0, length);
@@ -57,6 +62,23 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
     if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch };
   }
   return { kind: 'identical', sizeMismatch };
+}
+
+/**
+ * Strict mode, as qemu-img's: the same content is not enough, the allocation status (present,
+ * zero, data) must agree too. Returns the first offset where it does not, or -1.
+ */
+function firstStatusDifference(a: MapEntry[], b: MapEntry[]): number {
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const x = a[i]!;
+    const y = b[j]!;
+    const at = Math.max(x.start, y.start);
+    if (x.present !== y.present || x.zero !== y.zero || x.data !== y.data) return at;
+    if (x.start + x.length <= y.start + y.length) i++; else j++;
+  }
+  return -1;
 }
 
 function firstDifference(x: Uint8Array, y: Uint8Array): number {

@@ -6,7 +6,9 @@ import { QED_DEFAULT_CLUSTER_SIZE, QED_DEFAULT_TABLE_SIZE } from '../format/cons
 import { Geometry } from '../format/geometry.js';
 import type { ImageFormat } from '../format/probe.js';
 import { planQedHeader } from '../engine/create.js';
+import { DEFAULT_SPARSE_SIZE } from './convert.js';
 import { mapChain } from './map.js';
+import { zeroRuns } from './zero-detect.js';
 import { openDevice } from './open.js';
 
 export interface MeasureOptions {
@@ -22,6 +24,7 @@ export interface MeasureOptions {
 export interface Measurement { required: number; 'fully-allocated': number }
 
 const WINDOW = 256 * 1024 * 1024;
+const READ_PIECE = 1024 * 1024;
 
 export async function measureImage(options: MeasureOptions): Promise<Measurement> {
   if ((options.size === undefined) === (options.source === undefined)) throw new UsageError('give either a size or a source image');
@@ -52,13 +55,26 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
   return { required: base + tables.size * g.tableBytes + dataClusters.size * clusterSize, 'fully-allocated': full };
 }
 
-/** Target clusters that will hold data: where the source chain reports data that is not zero. */
+/**
+ * Target clusters that `convert` will fill: those holding at least one non-zero block of the
+ * default sparse size. Ranges the chain reports as zero are skipped unread, as convert does.
+ */
 async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, clusterSize: number): Promise<Set<number>> {
   const clusters = new Set<number>();
+  const buf = new Uint8Array(READ_PIECE);
   for (let start = 0; start < source.size; start += WINDOW) {
     for (const e of await mapChain(source, start, Math.min(WINDOW, source.size - start))) {
-      if (!e.data || e.zero) continue;
-      for (let c = Math.floor(e.start / clusterSize); c * clusterSize < e.start + e.length; c++) clusters.add(c);
+      if (e.zero) continue;
+      for (let at = e.start; at < e.start + e.length; at += READ_PIECE) {
+        const piece = buf.subarray(0, Math.min(READ_PIECE, e.start + e.length - at));
+        await source.read(piece, at);
+        for (const run of zeroRuns(piece, DEFAULT_SPARSE_SIZE)) {
+          if (run.zero) continue;
+          const first = Math.floor((at + run.start) / clusterSize);
+          const last = Math.floor((at + run.start + run.length - 1) / clusterSize);
+          for (let c = first; c <= last; c++) clusters.add(c);
+        }
+      }
     }
   }
   return clusters;
