@@ -328,6 +328,8 @@ export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> 
     if (failed) await device.close().catch(() => undefined); else await device.close();
   }
   await assertCleanOnDisk(store, 'img/top.qed', 'at the end');
+  // The middle layer was only ever opened read-only under the overlay: still clean.
+  if (sc.backing === 'qed-over-raw') await assertCleanOnDisk(store, 'img/mid.qed', 'middle layer at the end');
 }
 
 async function execute(device: BlockDevice, op: PlacedOp): Promise<Uint8Array | undefined> {
