@@ -87,6 +87,16 @@ export class QedImage implements BlockDevice {
    * unallocated instead of failing.
    */
   private readonly readAsRepaired: boolean;
+  /** The file's end when opened: entries on disk beyond it were not written by us. */
+  private readonly openEnd: number;
+  /**
+   * Positions of entries found on disk pointing at or past openEnd. They stay invalid for
+   * the life of the image, even once allocations make the file reach that far: otherwise a
+   * stale or hostile entry would come to alias a cluster this process allocated.
+   */
+  private readonly suspectEntries = new Set<number>();
+  private readonly scannedChunks = new Set<number>();
+  private pressureWriteback: Promise<void> | null = null;
 
   constructor(readonly file: BlockFile, header: QedHeader, fileSize: number, options: QedImageOptions) {
     this.header = { ...header };
@@ -100,11 +110,17 @@ export class QedImage implements BlockDevice {
     this.needCheckOnDisk = (header.features & QED_F_NEED_CHECK) !== 0n;
     this.readAsRepaired = this.readOnly && this.needCheckOnDisk;
     this.idleFlushMs = options.idleFlushMs ?? DEFAULT_IDLE_FLUSH_MS;
+    this.openEnd = this.allocEnd;
     this.cache = new TableCache(
-      async (hostOffset, into) => { await this.file.read(into, hostOffset); },
+      (hostOffset, into) => this.loadTableChunk(hostOffset, into),
       Math.max(options.cacheBytes ?? DEFAULT_CACHE_BYTES, 4 * TABLE_CHUNK_BYTES),
     );
-    this.cache.onPressure = () => { this.writeBack(false).catch(() => { /* poisoned; reported on next request */ }); };
+    this.cache.onPressure = () => {
+      if (this.pressureWriteback) return;
+      this.pressureWriteback = this.writeBack(false)
+        .catch(() => { /* poisoned; reported on next request */ })
+        .finally(() => { this.pressureWriteback = null; });
+    };
   }
 
   get path(): string { return this.file.path; }
@@ -125,6 +141,18 @@ export class QedImage implements BlockDevice {
   }
 
   // ---- lookup -------------------------------------------------------------------------
+
+  /** Read a table chunk; on its first load from the original file, note entries that reach past openEnd. */
+  private async loadTableChunk(hostOffset: number, into: Uint8Array): Promise<void> {
+    await this.file.read(into, hostOffset);
+    if (hostOffset >= this.openEnd || this.scannedChunks.has(hostOffset)) return;
+    this.scannedChunks.add(hostOffset);
+    const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    for (let i = 0; i < ENTRIES_PER_CHUNK; i++) {
+      const entry = entryAt(view, i);
+      if (entry !== QED_UNALLOCATED && entry !== QED_ZERO_CLUSTER && entry >= this.openEnd) this.suspectEntries.add(hostOffset + i * 8);
+    }
+  }
 
   /**
    * The plan for a guest range: merged runs of data (with host offset), zero and unallocated
@@ -200,14 +228,16 @@ export class QedImage implements BlockDevice {
 
   /** A data entry we may follow; an invalid one fails the request (or reads as unallocated, see readAsRepaired). */
   private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
-    if (isValidClusterOffset(entry, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
+    if (!this.suspectEntries.has(entryAtHost)
+      && isValidClusterOffset(entry, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
       && !this.overlapsL1(entry, this.geometry.clusterSize)) return true;
     if (this.readAsRepaired) return false;
     throw new QedError('FORMAT', `L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
   }
 
   private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
-    if (isValidTableOffset(entry, this.geometry.tableBytes, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
+    if (!this.suspectEntries.has(entryAtHost)
+      && isValidTableOffset(entry, this.geometry.tableBytes, this.geometry.clusterSize, this.geometry.headerBytes, this.allocEnd)
       && !this.overlapsL1(entry, this.geometry.tableBytes)) return true;
     if (this.readAsRepaired) return false;
     throw new QedError('FORMAT', `L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.path, offset: entryAtHost });
@@ -395,10 +425,15 @@ export class QedImage implements BlockDevice {
     this.checkUsable();
     checkRequest(this, offset, length, true);
     if (length === 0) return;
+    await this.zeroRange(offset, length, offset + length === this.size);
+  }
+
+  /** Zeros over [offset, offset+length); `toImageEnd` lets a partial last cluster count as whole. */
+  private async zeroRange(offset: number, length: number, toImageEnd: boolean): Promise<void> {
     const cs = this.geometry.clusterSize;
     const end = offset + length;
     const alignedStart = Math.min(alignUp(offset, cs), end);
-    const alignedEnd = Math.max(alignedStart, end - (end % cs === 0 || end === this.size ? 0 : end % cs));
+    const alignedEnd = Math.max(alignedStart, end - (end % cs === 0 || toImageEnd ? 0 : end % cs));
     const jobs: Promise<void>[] = [];
     if (offset < alignedStart) jobs.push(this.zeroPartial(offset, alignedStart - offset));
     if (alignedStart < alignedEnd) jobs.push(this.zeroWholeClusters(alignedStart, alignedEnd));
@@ -569,6 +604,14 @@ export class QedImage implements BlockDevice {
     }
     if (newSize < this.size) throw new UnsupportedError('shrinking a QED image', { path: this.path });
     if (newSize === this.size) return;
+    // New space must read as zeros, not as whatever a longer backing file holds there (QEMU
+    // refuses such a grow). The zeros are made durable before the size changes, so a crash
+    // leaves the old size with zero clusters past it: harmless.
+    const backingEnd = Math.min(newSize, this.backing?.size ?? 0);
+    if (backingEnd > this.size) {
+      await this.zeroRange(this.size, backingEnd - this.size, backingEnd === newSize);
+      await this.writeBack(true);
+    }
     await this.writebackMutex.run(async () => {
       const previous = this.header.imageSize;
       this.header.imageSize = newSize;
@@ -587,7 +630,10 @@ export class QedImage implements BlockDevice {
     if (this.closed) return;
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     let failure: unknown = null;
-    if (!this.readOnly && !this.poisoned) {
+    if (this.poisoned) {
+      // [I5] What was acknowledged since the failure may not be on disk: say so.
+      try { this.checkUsable(); } catch (err) { failure = err; }
+    } else if (!this.readOnly) {
       try {
         await this.writeBack(true);
         await this.writebackMutex.run(() => this.clearNeedCheck());

@@ -24,12 +24,14 @@ export class TableChunk {
   }
 }
 
+interface PendingLoad { waiters: number; promise: Promise<TableChunk> }
+
 export interface CacheStats { hits: number; misses: number; evictions: number; chunks: number }
 
 export class TableCache {
   /** Insertion order is recency order: a hit moves the chunk to the end. */
   private chunks = new Map<number, TableChunk>();
-  private loading = new Map<number, Promise<void>>();
+  private loading = new Map<number, PendingLoad>();
   readonly stats: CacheStats = { hits: 0, misses: 0, evictions: 0, chunks: 0 };
   /** Called when dirty chunks keep the cache over its bound; the owner writes them back. */
   onPressure: (() => void) | null = null;
@@ -41,23 +43,23 @@ export class TableCache {
 
   /** The chunk holding `hostOffset`, pinned. Release it when done. */
   async acquire(hostOffset: number): Promise<TableChunk> {
-    for (;;) {
-      const chunk = this.chunks.get(hostOffset);
-      if (chunk) {
-        this.chunks.delete(hostOffset);
-        this.chunks.set(hostOffset, chunk);
-        chunk.pins++;
-        this.stats.hits++;
-        return chunk;
-      }
-      let pending = this.loading.get(hostOffset);
-      if (!pending) {
-        this.stats.misses++;
-        pending = this.fill(hostOffset);
-        this.loading.set(hostOffset, pending);
-      }
-      await pending;
+    const cached = this.chunks.get(hostOffset);
+    if (cached) {
+      this.chunks.delete(hostOffset);
+      this.chunks.set(hostOffset, cached);
+      cached.pins++;
+      this.stats.hits++;
+      return cached;
     }
+    let load = this.loading.get(hostOffset);
+    if (!load) {
+      this.stats.misses++;
+      load = { waiters: 0, promise: Promise.resolve(null as unknown as TableChunk) };
+      this.loading.set(hostOffset, load);
+      load.promise = this.fill(hostOffset, load);
+    }
+    load.waiters++;
+    return load.promise; // pinned on this caller's behalf by fill
   }
 
   release(chunk: TableChunk): void {
@@ -94,11 +96,24 @@ export class TableCache {
 
   get sizeBytes(): number { return this.chunks.size * TABLE_CHUNK_BYTES; }
 
-  private async fill(hostOffset: number): Promise<void> {
+  /**
+   * Load a chunk and pin it once for every caller waiting on the load, before anything can
+   * evict it: otherwise a cache full of dirty chunks would evict the newcomer at once and the
+   * caller would reload it forever.
+   */
+  private async fill(hostOffset: number, load: PendingLoad): Promise<TableChunk> {
     try {
       const bytes = new Uint8Array(TABLE_CHUNK_BYTES);
       await this.load(hostOffset, bytes);
-      if (!this.chunks.has(hostOffset)) this.insert(new TableChunk(hostOffset, bytes));
+      let chunk = this.chunks.get(hostOffset);
+      if (!chunk) {
+        chunk = new TableChunk(hostOffset, bytes);
+        this.chunks.set(hostOffset, chunk);
+        this.stats.chunks = this.chunks.size;
+      }
+      chunk.pins += load.waiters;
+      this.evictOverflow();
+      return chunk;
     } finally {
       this.loading.delete(hostOffset);
     }

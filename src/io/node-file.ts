@@ -1,4 +1,5 @@
 // BlockFile over a local file (or block device) with positional I/O and fdatasync.
+import { constants } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenMode } from './block-file.js';
@@ -9,7 +10,14 @@ export class NodeFile implements BlockFile {
 
   static async open(path: string, mode: OpenMode): Promise<NodeFile> {
     try {
-      const handle = await open(path, mode === 'read-only' ? 'r' : 'r+');
+      // Refuse FIFOs, sockets and character devices before opening: opening a FIFO blocks
+      // until a writer appears. O_NONBLOCK covers one swapped in after the stat; it changes
+      // nothing for regular files and block devices. The fstat below is the real check.
+      const before = await stat(path);
+      if (before.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
+      if (!before.isFile() && !before.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
+      const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NONBLOCK;
+      const handle = await open(path, flags);
       const info = await handle.stat();
       if (info.isDirectory()) {
         await handle.close();
