@@ -2,13 +2,13 @@
 import type { Command } from 'commander';
 import { UnsupportedError, UsageError } from '../base/errors.js';
 import { checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
-import { parseFormat } from './options.js';
-import { reportError, writeOut } from './report.js';
+import { parseFormat, parseOutput } from './options.js';
+import { type RunCommand, reportError, writeOut } from './report.js';
 
 /** qemu-img's exit code when a format has no check. */
 const EXIT_CHECK_UNSUPPORTED = 63;
 
-export function registerCheck(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerCheck(program: Command, run: RunCommand): void {
   program.command('check')
     .description('check an image for consistency, and repair it')
     .usage('[-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE')
@@ -19,7 +19,7 @@ export function registerCheck(program: Command, run: (name: string, file: string
     .argument('<file>')
     .addHelpText('after', '\nExit codes: 0 clean, 1 check could not complete, 2 corruptions remain, 3 only leaks remain.\n\nExample:\n  qed check -r all --output=json disk.qed')
     .action((file: string, flags: { format?: string; repair?: string; output: string; quiet?: boolean }) => run('check', file, async () => {
-      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      parseOutput(flags.output);
       if (flags.repair !== undefined && flags.repair !== 'leaks' && flags.repair !== 'all') {
         throw new UsageError(`unknown repair mode '${flags.repair}': use leaks or all`);
       }

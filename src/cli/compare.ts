@@ -2,12 +2,12 @@
 import type { Command } from 'commander';
 import { compareImages } from '../ops/compare.js';
 import { parseFormat } from './options.js';
-import { reportError, writeOut } from './report.js';
+import { type RunCommand, reportError, writeOut } from './report.js';
 
 /** qemu-img compare: 0 identical, 1 different, 2 error. */
 const EXIT_ERROR = 2;
 
-export function registerCompare(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerCompare(program: Command, run: RunCommand): void {
   program.command('compare')
     .description('compare the guest content of two images')
     .usage('[-f FMT] [-F FMT] [-s] [-q] A B')

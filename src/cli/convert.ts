@@ -1,14 +1,13 @@
 // qed convert [-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST
 import type { Command } from 'commander';
+import type { RunCommand } from './report.js';
 import { UsageError } from '../base/errors.js';
 import { convertImage } from '../ops/convert.js';
 import { parseFormat, parseKeyValues } from './options.js';
 import { startProgress } from './progress.js';
 import { parseSize } from './sizes.js';
 
-type Run = (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>;
-
-export function registerConvert(program: Command, run: Run): void {
+export function registerConvert(program: Command, run: RunCommand): void {
   program.command('convert')
     .description('copy an image into a new raw or QED image, sparse, optionally over a backing file')
     .usage('[-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST')

@@ -3,14 +3,14 @@ import type { Command } from 'commander';
 import { UsageError } from '../base/errors.js';
 import { createImage } from '../ops/create.js';
 import { parseFormat, parseKeyValues } from './options.js';
-import { writeOut } from './report.js';
+import { type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
 
 const CREATE_OPTIONS = ['cluster_size', 'table_size', 'backing_file', 'backing_fmt', 'size'] as const;
 
 interface CreateFlags { format?: string; backing?: string; backingFormat?: string; unsafe?: boolean; options?: string[]; quiet?: boolean }
 
-export function registerCreate(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerCreate(program: Command, run: RunCommand): void {
   program.command('create')
     .description('create a new image')
     .usage('[-f FMT] [-b BACKING [-F FMT]] [-u] [-o OPTIONS] [-q] FILE [SIZE]')

@@ -1,12 +1,11 @@
 // qed info [-f FMT] [--output=human|json] [--backing-chain] FILE
 import type { Command } from 'commander';
-import { UsageError } from '../base/errors.js';
 import { imageInfo, type ImageInfo } from '../ops/info.js';
-import { parseFormat } from './options.js';
-import { writeOut } from './report.js';
+import { parseFormat, parseOutput } from './options.js';
+import { type RunCommand, writeOut } from './report.js';
 import { sizeToStr, sizeWithBytes } from './sizes.js';
 
-export function registerInfo(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerInfo(program: Command, run: RunCommand): void {
   program.command('info')
     .description('show image information, as qemu-img info does')
     .usage('[-f FMT] [--output=human|json] [--backing-chain] FILE')
@@ -16,7 +15,7 @@ export function registerInfo(program: Command, run: (name: string, file: string 
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed info --output=json --backing-chain overlay.qed')
     .action((file: string, flags: { format?: string; output: string; backingChain?: boolean }) => run('info', file, async () => {
-      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      parseOutput(flags.output);
       const infos = await imageInfo(file, { format: parseFormat(flags.format), backingChain: flags.backingChain });
       if (flags.output === 'json') {
         writeOut(JSON.stringify(flags.backingChain ? infos : infos[0], null, 4) + '\n');

@@ -1,11 +1,12 @@
 // qed io [-f FMT] [-r] -c CMD [-c CMD ...] FILE
 import type { Command } from 'commander';
+import type { RunCommand } from './report.js';
 import { UsageError } from '../base/errors.js';
 import { openDevice } from '../ops/open.js';
 import { runIoCommand } from './io-commands.js';
 import { parseFormat } from './options.js';
 
-export function registerIo(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerIo(program: Command, run: RunCommand): void {
   program.command('io')
     .description('run qemu-io style commands on an image')
     .usage('[-f FMT] [-r] -c CMD [-c CMD ...] FILE')

@@ -1,13 +1,12 @@
 // qed map [-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE
 import type { Command } from 'commander';
-import { UsageError } from '../base/errors.js';
 import { mapChain, type MapEntry } from '../ops/map.js';
 import { openDevice } from '../ops/open.js';
-import { parseFormat } from './options.js';
-import { writeOut } from './report.js';
+import { parseFormat, parseOutput } from './options.js';
+import { type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
 
-export function registerMap(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerMap(program: Command, run: RunCommand): void {
   program.command('map')
     .description('show where the data of an image lives, as qemu-img map does')
     .usage('[-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE')
@@ -18,7 +17,7 @@ export function registerMap(program: Command, run: (name: string, file: string |
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed map --output=json overlay.qed')
     .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string }) => run('map', file, async () => {
-      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      parseOutput(flags.output);
       const device = await openDevice(file, { format: parseFormat(flags.format), readOnly: true });
       try {
         const start = Math.min(parseSize(flags.startOffset, 'start offset'), device.size);

@@ -6,14 +6,12 @@ import { benchImage } from '../ops/bench.js';
 import { commitImage } from '../ops/commit.js';
 import { measureImage } from '../ops/measure.js';
 import { rebaseImage } from '../ops/rebase.js';
-import { parseFormat, parseKeyValues } from './options.js';
+import { parseFormat, parseKeyValues, parseOutput } from './options.js';
 import { startProgress } from './progress.js';
-import { MissingArgument, writeOut } from './report.js';
+import { MissingArgument, type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
 
-type Run = (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>;
-
-export function registerCommit(program: Command, run: Run): void {
+export function registerCommit(program: Command, run: RunCommand): void {
   program.command('commit')
     .description("write an overlay's data into its backing file")
     .usage('[-f FMT] [-p] [-d] [-q] FILE')
@@ -35,7 +33,7 @@ export function registerCommit(program: Command, run: Run): void {
     }));
 }
 
-export function registerRebase(program: Command, run: Run): void {
+export function registerRebase(program: Command, run: RunCommand): void {
   program.command('rebase')
     .description('change the backing file of an image, keeping what the guest sees (unless -u)')
     .usage('[-f FMT] [-p] [-u] -b NEW [-F FMT] FILE')
@@ -61,7 +59,7 @@ export function registerRebase(program: Command, run: Run): void {
     }));
 }
 
-export function registerAmend(program: Command, run: Run): void {
+export function registerAmend(program: Command, run: RunCommand): void {
   program.command('amend')
     .description('change header options of a QED image (backing_file, backing_fmt)')
     .usage('[-f FMT] -o backing_file=F,backing_fmt=FMT FILE')
@@ -79,7 +77,7 @@ export function registerAmend(program: Command, run: Run): void {
     }));
 }
 
-export function registerMeasure(program: Command, run: Run): void {
+export function registerMeasure(program: Command, run: RunCommand): void {
   program.command('measure')
     .description('how much space a new image needs')
     .usage('[-O FMT] [-o OPTIONS] [--output=human|json] (--size SIZE | [-f FMT] SRC)')
@@ -91,7 +89,7 @@ export function registerMeasure(program: Command, run: Run): void {
     .argument('[src]')
     .addHelpText('after', '\nExample:\n  qed measure -O qed disk.raw')
     .action((src: string | undefined, flags: { format?: string; outputFormat?: string; options: string[]; size?: string; output: string }) => run('measure', src, async () => {
-      if (flags.output !== 'human' && flags.output !== 'json') throw new UsageError(`--output must be human or json, not '${flags.output}'`);
+      parseOutput(flags.output);
       if ((flags.size === undefined) === (src === undefined)) throw new MissingArgument('give either --size SIZE or a source image');
       const opts = parseKeyValues(flags.options.join(','), ['cluster_size', 'table_size']);
       const m = await measureImage({
@@ -105,7 +103,7 @@ export function registerMeasure(program: Command, run: Run): void {
     }));
 }
 
-export function registerBench(program: Command, run: Run): void {
+export function registerBench(program: Command, run: RunCommand): void {
   program.command('bench')
     .description('time sequential reads or writes through the engine, as qemu-img bench does')
     .usage('[-f FMT] [-w] [-c COUNT] [-d DEPTH] [-s SIZE] [-S STEP] [-o OFFSET] [--pattern N] [--flush-interval N] FILE')

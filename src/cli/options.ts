@@ -24,3 +24,10 @@ export function parseKeyValues(text: string, allowed: readonly string[]): Map<st
   }
   return out;
 }
+
+export type OutputKind = 'human' | 'json';
+
+export function parseOutput(kind: string): OutputKind {
+  if (kind !== 'human' && kind !== 'json') throw new UsageError(`--output must be human or json, not '${kind}'`);
+  return kind;
+}

@@ -4,9 +4,8 @@ import { QedError, UsageError } from '../base/errors.js';
 /** A missing argument or option: the error line is followed by the command's usage. */
 export class MissingArgument extends UsageError {}
 
-export class CliExit extends Error {
-  constructor(readonly exitCode: number) { super(`exit ${exitCode}`); }
-}
+/** How a command's action runs: the wrapper maps a thrown error to a message and exit code. */
+export type RunCommand = (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>;
 
 let debug = false;
 export function setDebug(on: boolean): void { debug = on; }

@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { resizeImage } from '../ops/resize.js';
 import { parseFormat } from './options.js';
-import { writeOut } from './report.js';
+import { type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
 
-export function registerResize(program: Command, run: (name: string, file: string | undefined, job: () => Promise<number>) => Promise<void>): void {
+export function registerResize(program: Command, run: RunCommand): void {
   program.command('resize')
     .description('grow an image (QED within its L1 capacity; raw files may also shrink with --shrink)')
     .usage('[-f FMT] [--shrink] [-q] FILE [+|-]SIZE')

@@ -40,7 +40,7 @@ import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
 import { checkRequest, type BlockDevice, type LayerExtent, type WriteZeroesOptions } from './device.js';
 import { Gate } from './gate.js';
 import { KeyedLocks, Mutex } from './mutex.js';
-import { ENTRIES_PER_CHUNK, TABLE_CHUNK_BYTES, TableCache, type TableChunk } from './table-cache.js';
+import { ENTRIES_PER_CHUNK, TABLE_CHUNK_BYTES, TableCache } from './table-cache.js';
 
 export const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_IDLE_FLUSH_MS = 5000;
