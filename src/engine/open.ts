@@ -9,7 +9,7 @@ import type { BlockDevice } from './device.js';
 import { QedImage } from './qed-image.js';
 import { RawImage } from './raw-image.js';
 
-/** QEMU has no fixed limit; a chain deeper than this is a mistake or an attack. */
+/** Backing files below an image, at most. QEMU has no limit; a deeper chain is a mistake or an attack. */
 export const MAX_CHAIN_DEPTH = 64;
 
 /** Runs on a read-write open of an image with NEED_CHECK set; must leave it consistent and flushed. */
@@ -78,7 +78,7 @@ async function openLayer(path: string, options: OpenImageOptions, format: ImageF
     throw new ChainError(`backing chain loops: ${[...chain, identity].join(' -> ')}`, { path });
   }
   if (chain.length > maxDepth) {
-    throw new ChainError(`backing chain is deeper than ${maxDepth} images`, { path });
+    throw new ChainError(`backing chain is deeper than ${maxDepth} backing files`, { path });
   }
   const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write');
   try {
