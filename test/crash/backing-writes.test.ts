@@ -76,13 +76,16 @@ function zeroesAndDiscards(backing: boolean): Workload {
   };
 }
 
-/** Write, grow, write into the new space; the backing file (if any) ends at the old size. */
-function growing(backing: boolean): Workload {
+/**
+ * Write, grow, write into the new space. The backing file (if any) is `backingSize` long: past
+ * the old end, a longer one must not show through (the grown range reads zeros).
+ */
+function growing(backingSize: number | null): Workload {
   const initial = 128 * KiB;
   return {
-    name: `resize (grow) ${backing ? 'over a raw backing file' : 'without a backing file'}`,
+    name: `resize (grow) ${backingSize === null ? 'without a backing file' : `over a ${backingSize / KiB} KiB raw backing file`}`,
     clusterSize: 4 * KiB, tableSize: 2, size: initial, maxSize: 384 * KiB,
-    backing: backing ? { format: 'raw', size: initial } : undefined,
+    backing: backingSize === null ? undefined : { format: 'raw', size: backingSize },
     async run(g, rng) {
       for (const size of [256 * KiB, 384 * KiB]) {
         for (let i = 0; i < 3; i++) await cowWrite(g, rng, 4 * KiB);
@@ -121,7 +124,7 @@ const cowInFlight: Workload = {
 /** Exported for the explorer's worker thread, which imports this file to find them. */
 export const workloads = [
   cowOver('raw', 4 * KiB, 256 * KiB), cowOver('qed', 8 * KiB, 192 * KiB), zeroesAndDiscards(true),
-  zeroesAndDiscards(false), growing(false), growing(true), cowInFlight,
+  zeroesAndDiscards(false), growing(null), growing(128 * KiB), growing(320 * KiB), cowInFlight,
 ];
 
 if (isMainThread) {

@@ -106,8 +106,36 @@ const largeClusters: Workload = {
   },
 };
 
+/** Writes over the same few clusters again and again: torn in-place writes over older data. */
+const overwrites: Workload = {
+  name: 'overwrites in place', clusterSize: 4 * KiB, tableSize: 2, size: 32 * KiB,
+  async run(g, rng) {
+    for (let i = 0; i < 20; i++) {
+      await randomWrite(g, rng, 16);
+      if (rng.chance(0.35)) await g.flush();
+    }
+    if (rng.chance(0.5)) await g.close();
+  },
+};
+
+/**
+ * The smallest table cache (four 4 KiB chunks) with writes scattered over a 16 KiB L2 table:
+ * dirty chunks overflow it, and the engine writes tables back under pressure in the middle
+ * of requests, with no flush of its own.
+ */
+const cachePressure: Workload = {
+  name: 'table writeback under cache pressure', clusterSize: 4 * KiB, tableSize: 4, size: 8 * MiB, cacheBytes: 16 * KiB,
+  async run(g, rng) {
+    for (let i = 0; i < 20; i++) {
+      await randomWrite(g, rng, 8);
+      if (rng.chance(0.15)) await g.flush();
+    }
+    if (rng.chance(0.5)) await g.close();
+  },
+};
+
 /** Exported for the explorer's worker thread, which imports this file to find them. */
-export const workloads = [sequentialWrites, randomWrites, newL2Tables, newL2TablesQemu, manyInFlight, largeClusters];
+export const workloads = [sequentialWrites, randomWrites, overwrites, newL2Tables, newL2TablesQemu, manyInFlight, largeClusters, cachePressure];
 
 if (isMainThread) {
   test('every crash state of writes without a backing file opens consistent and keeps flushed data', async () => {

@@ -212,9 +212,10 @@ function sectorOf(w: GuestWrite, sector: number): Uint8Array {
 }
 
 /**
- * Read back what `exp` constrains and list every sector that breaks it. Sectors no write
- * touched and that the layer maps nowhere come from the backing file (or are zeros), which is
- * their initial content by construction, so they are not read.
+ * Read back what `exp` constrains and list every sector that breaks it. Below the initial
+ * size, sectors no write touched and that the layer maps nowhere come from the backing file
+ * (or are zeros), which is their initial content by construction, so they are not read. Past
+ * it (space a resize added) everything is read: it must be zeros whatever the backing holds.
  */
 export async function verifyContent(device: BlockDevice, model: ContentModel, exp: Expectation): Promise<string[]> {
   if (!exp.sizes.includes(device.size)) {
@@ -222,6 +223,7 @@ export async function verifyContent(device: BlockDevice, model: ContentModel, ex
   }
   const sectors = device.size / SECTOR;
   const mustRead = new Uint8Array(sectors);
+  mustRead.fill(1, model.initialSize / SECTOR);
   for (const s of model.touched) if (s < sectors) mustRead[s] = 1;
   for (const e of await device.blockStatus(0, device.size)) {
     if (e.kind !== 'unallocated') mustRead.fill(1, e.guestOffset / SECTOR, Math.ceil((e.guestOffset + e.length) / SECTOR));
@@ -307,6 +309,8 @@ export interface Workload {
   maxSize?: number;
   /** A backing file of this format and size; its content is a pattern with some holes. */
   backing?: { format: 'raw' | 'qed'; size: number };
+  /** A table cache this small makes the engine write tables back under pressure, mid-request. */
+  cacheBytes?: number;
   run(guest: GuestRecorder, rng: Random): Promise<void>;
 }
 
@@ -332,6 +336,8 @@ export async function recordWorkload(workload: Workload, seed: number, imageClas
     const path = store.resolveBacking(IMAGE_PATH, backingName);
     await buildBacking(store, path, workload, seed, initialContent);
     backingFiles.set(path, store.files.get(path)!);
+    // Growing never exposes what a longer backing file holds past the old end: it reads zeros.
+    initialContent.fill(0, workload.size);
   }
   await createImage(IMAGE_PATH, {
     store, size: workload.size, clusterSize: workload.clusterSize, tableSize: workload.tableSize,
@@ -340,7 +346,9 @@ export async function recordWorkload(workload: Workload, seed: number, imageClas
   const initialDisk = store.files.get(IMAGE_PATH)!;
   const clock = new EventClock();
   const file = new CrashFile(initialDisk, clock, randomSettle(new Random(seed ^ 0x5e771e)));
-  const device = await openDevice(IMAGE_PATH, { store: storeWith(store, IMAGE_PATH, file), idleFlushMs: NO_IDLE_FLUSH_MS, imageClass });
+  const device = await openDevice(IMAGE_PATH, {
+    store: storeWith(store, IMAGE_PATH, file), idleFlushMs: NO_IDLE_FLUSH_MS, imageClass, cacheBytes: workload.cacheBytes,
+  });
   const guest = new GuestRecorder(device, clock);
   await workload.run(guest, rng);
   return { workload, seed, log: file.log, guest: guest.log, initialDisk, backingFiles, initialContent };
@@ -377,8 +385,8 @@ export interface ExploreOptions {
   qemuSample?: () => string | null;
   /** Stop early once this many violations were found (the broken-engine tests need only a few). */
   stopAfter?: number;
-  /** For every Nth crash state with NEED_CHECK set, also crash the repair itself at every point. */
-  repairCrashEvery?: number;
+  /** Asked for each crash state with NEED_CHECK set: also crash its repair at every point? */
+  repairCrashSample?: () => boolean;
 }
 
 export interface Violation { where: string; problems: string[] }
@@ -413,13 +421,12 @@ export async function exploreRecording(rec: Recording, options: ExploreOptions =
   const qemuCanOpen = rec.workload.tableSize > 1;
   const backingWritten = new Set<string>();
   const epochs = crashEpochs(rec.log);
-  let dirtyStates = 0;
   for (const [epochIndex, epoch] of epochs.entries()) {
     result.epochs++;
     const exp = model.expectationAt(epoch.before);
     for (const landed of crashStates(epoch.pending, rng, options)) {
       const disk = disks.materialise(epoch, landed);
-      if (options.repairCrashEvery && needsCheck(disk) && dirtyStates++ % options.repairCrashEvery === 0) {
+      if (options.repairCrashSample && needsCheck(disk) && options.repairCrashSample()) {
         const where = `${rec.workload.name} seed ${rec.seed} epoch ${epochIndex + 1}/${epochs.length}: ${describeLanded(epoch.pending, landed)}, then a crash during its repair`;
         const repair = await exploreRepairCrashes(disk, rec, model, exp, rng, where);
         result.states += repair.states;
@@ -530,6 +537,8 @@ export function soakFactor(): number {
 }
 
 const QEMU_SAMPLES_PER_RUN = 150;
+/** One dirty crash state in this many also has its repair crashed (some 10% of all states). */
+const REPAIR_CRASH_EVERY = 100;
 
 /**
  * Explore the workloads round after round, each round with new seeds, until `targetStates`
@@ -542,8 +551,13 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
   log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
   const dir = mkdtempSync('/dev/shm/qed-crash-');
   const every = Math.max(1, Math.floor(targetStates / QEMU_SAMPLES_PER_RUN));
-  let counter = 0;
-  const options: ExploreOptions = { stopAfter: 20, repairCrashEvery: 50, qemuSample: () => (counter++ % every === 0 ? dir : null) };
+  let qemuCounter = 0;
+  let dirtyCounter = 0;
+  const options: ExploreOptions = {
+    stopAfter: 20,
+    qemuSample: () => (qemuCounter++ % every === 0 ? dir : null),
+    repairCrashSample: () => dirtyCounter++ % REPAIR_CRASH_EVERY === 0,
+  };
   const total = emptyResult();
   const perWorkload = workloads.map(() => ({ states: 0, ms: 0 }));
   try {
