@@ -129,7 +129,7 @@ export const workloads = [
 
 if (isMainThread) {
   test('every crash state of writes over old content (backing files, zero writes, discards, growth) keeps flushed data and never shows a third value', async () => {
-    const result = await exploreInWorker(import.meta.url, 'workloads', 'backing files, zeroes, resize', 50_000);
+    const result = await exploreInWorker([{ moduleUrl: import.meta.url, exportName: 'workloads' }], 'backing files, zeroes, resize', 50_000);
     console.log(reportLine('backing files, zeroes, resize', result));
     assert.deepEqual(result.violations.slice(0, 3), []);
     assert.ok(result.states - result.repairStates >= 50_000, `explored only ${result.states - result.repairStates} workload crash states`);

@@ -4,7 +4,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { QedImage } from '../../src/engine/qed-image.js';
-import { type Workload, exploreUntil, patternBytes } from '../support/crash-explorer.js';
+import type { BlockFile } from '../../src/io/block-file.js';
+import { encodeHeader, type QedHeader } from '../../src/format/header.js';
+import { QED_F_NEED_CHECK } from '../../src/format/constants.js';
+import { repairOnOpen } from '../../src/ops/open.js';
+import { type RunOptions, type Workload, exploreUntil, patternBytes } from '../support/crash-explorer.js';
 
 const KiB = 1024;
 
@@ -16,6 +20,13 @@ class SkipsNeedCheck extends QedImage {
 /** [I2] removed: entries are written before the copied-on-write data is durable. */
 class LinksBeforeData extends QedImage {
   protected override async syncDataBeforeLinks(): Promise<void> { /* broken on purpose */ }
+}
+
+/** A repair that declares the image clean before its fixes are durable, then repairs. */
+async function clearsNeedCheckFirst(file: BlockFile, header: QedHeader): Promise<void> {
+  await file.write(encodeHeader({ ...header, features: header.features & ~QED_F_NEED_CHECK }), 0);
+  await file.flush();
+  await repairOnOpen(file, header);
 }
 
 /** Random partial and whole-cluster writes with flushes; over a raw backing file if asked. */
@@ -58,20 +69,24 @@ const zeroClustersInNewTables: Workload = {
   },
 };
 
-async function violationsOf(label: string, imageClass: typeof QedImage, workload: Workload): Promise<number> {
-  const result = await exploreUntil(label, [workload], 3_000, imageClass);
+async function violationsOf(label: string, run: RunOptions, workload: Workload): Promise<number> {
+  const result = await exploreUntil(label, [workload], 3_000, run);
   console.log(`crash explorer caught ${label}: ${result.violations.length} violation(s) in ${result.states} states; first: ${result.violations[0]?.problems[0] ?? 'none'}`);
   return result.violations.length;
 }
 
 test('an engine that skips NEED_CHECK before writing tables is caught', async () => {
-  assert.ok(await violationsOf('skipped NEED_CHECK', SkipsNeedCheck, writesAndFlushes(false)) > 0);
+  assert.ok(await violationsOf('skipped NEED_CHECK', { imageClass: SkipsNeedCheck }, writesAndFlushes(false)) > 0);
 });
 
 test('an engine that skips NEED_CHECK is caught over a backing file too', async () => {
-  assert.ok(await violationsOf('skipped NEED_CHECK (backing)', SkipsNeedCheck, zeroClustersInNewTables) > 0);
+  assert.ok(await violationsOf('skipped NEED_CHECK (backing)', { imageClass: SkipsNeedCheck }, zeroClustersInNewTables) > 0);
 });
 
 test('an engine that links copied-on-write clusters before their data is durable is caught', async () => {
-  assert.ok(await violationsOf('link before data', LinksBeforeData, writesAndFlushes(true)) > 0);
+  assert.ok(await violationsOf('link before data', { imageClass: LinksBeforeData }, writesAndFlushes(true)) > 0);
+});
+
+test('a repair that clears NEED_CHECK before its fixes are durable is caught when it is interrupted', async () => {
+  assert.ok(await violationsOf('repair clearing NEED_CHECK first', { repair: clearsNeedCheckFirst, focus: 'repair' }, writesAndFlushes(false)) > 0);
 });

@@ -139,7 +139,7 @@ export const workloads = [sequentialWrites, randomWrites, overwrites, newL2Table
 
 if (isMainThread) {
   test('every crash state of writes without a backing file opens consistent and keeps flushed data', async () => {
-    const result = await exploreInWorker(import.meta.url, 'workloads', 'plain writes', 50_000);
+    const result = await exploreInWorker([{ moduleUrl: import.meta.url, exportName: 'workloads' }], 'plain writes', 50_000);
     console.log(reportLine('plain writes', result));
     assert.deepEqual(result.violations.slice(0, 3), []);
     assert.ok(result.states - result.repairStates >= 50_000, `explored only ${result.states - result.repairStates} workload crash states`);

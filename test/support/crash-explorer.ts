@@ -16,7 +16,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { MemoryFile, MemoryStore } from '../../src/io/memory-file.js';
 import type { BlockDevice } from '../../src/engine/device.js';
 import { QedImage } from '../../src/engine/qed-image.js';
-import { readHeader } from '../../src/engine/open.js';
+import { readHeader, type RepairHook } from '../../src/engine/open.js';
 import { checkImage } from '../../src/check/check.js';
 import { openDevice, repairOnOpen } from '../../src/ops/open.js';
 import { createImage } from '../../src/ops/create.js';
@@ -387,6 +387,10 @@ export interface ExploreOptions {
   stopAfter?: number;
   /** Asked for each crash state with NEED_CHECK set: also crash its repair at every point? */
   repairCrashSample?: () => boolean;
+  /** false: judge only the crash states of interrupted repairs (the repair-crash test). */
+  judgeWorkloadStates?: boolean;
+  /** The repair whose crashes are explored (default: the one openDevice runs). */
+  repair?: RepairHook;
 }
 
 export interface Violation { where: string; problems: string[] }
@@ -419,7 +423,6 @@ export async function exploreRecording(rec: Recording, options: ExploreOptions =
   // QEMU refuses table_size 1 (its qed_check_table_offset takes a one-cluster table for an
   // overflow), so such images cannot be shown to it.
   const qemuCanOpen = rec.workload.tableSize > 1;
-  const backingWritten = new Set<string>();
   const epochs = crashEpochs(rec.log);
   for (const [epochIndex, epoch] of epochs.entries()) {
     result.epochs++;
@@ -428,16 +431,16 @@ export async function exploreRecording(rec: Recording, options: ExploreOptions =
       const disk = disks.materialise(epoch, landed);
       if (options.repairCrashSample && needsCheck(disk) && options.repairCrashSample()) {
         const where = `${rec.workload.name} seed ${rec.seed} epoch ${epochIndex + 1}/${epochs.length}: ${describeLanded(epoch.pending, landed)}, then a crash during its repair`;
-        const repair = await exploreRepairCrashes(disk, rec, model, exp, rng, where);
+        const repair = await exploreRepairCrashes(disk, rec, model, exp, rng, where, options, qemuCanOpen);
         result.states += repair.states;
         result.repairStates += repair.states;
+        result.qemuChecks += repair.qemuChecks;
         result.violations.push(...repair.violations);
+        if (options.stopAfter !== undefined && result.violations.length >= options.stopAfter) return result;
       }
+      if (options.judgeWorkloadStates === false) continue;
       const sample = qemuCanOpen ? options.qemuSample?.() ?? null : null;
-      if (sample && !backingWritten.has(sample)) {
-        for (const [path, file] of rec.backingFiles) writeFileSync(join(sample, path.split('/').pop()!), bytesOf(file));
-        backingWritten.add(sample);
-      }
+      if (sample) writeBackingFiles(rec, sample);
       result.states++;
       const problems = await judgeState(disk, rec, model, exp, rng, sample);
       if (sample) result.qemuChecks++;
@@ -537,35 +540,51 @@ export function soakFactor(): number {
 }
 
 const QEMU_SAMPLES_PER_RUN = 150;
-/** One dirty crash state in this many also has its repair crashed (some 10% of all states). */
-const REPAIR_CRASH_EVERY = 100;
+
+export interface RunOptions {
+  /** Explore this (deliberately broken) engine instead of QedImage. */
+  imageClass?: typeof QedImage;
+  /** Crash this (deliberately broken) repair instead of the real one. */
+  repair?: RepairHook;
+  log?: (line: string) => void;
+  /**
+   * 'workload' (default): judge the workloads' crash states, and crash the repair of one
+   * dirty state in 100 as well. 'repair': judge only crashes inside the repairs, of one
+   * dirty state in 3; the target then counts those.
+   */
+  focus?: 'workload' | 'repair';
+}
 
 /**
  * Explore the workloads round after round, each round with new seeds, until `targetStates`
  * crash states were judged (times the soak factor). About 150 of them also go to QEMU.
  */
-export async function exploreUntil(label: string, workloads: Workload[], targetStates: number, imageClass?: typeof QedImage,
-  log: (line: string) => void = console.log): Promise<ExploreResult> {
+export async function exploreUntil(label: string, workloads: Workload[], targetStates: number, run: RunOptions = {}): Promise<ExploreResult> {
+  const log = run.log ?? console.log;
+  const repairsOnly = run.focus === 'repair';
   const seed = crashSeed();
   const target = targetStates * soakFactor();
   log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
   const dir = mkdtempSync('/dev/shm/qed-crash-');
   const every = Math.max(1, Math.floor(targetStates / QEMU_SAMPLES_PER_RUN));
+  const repairEvery = repairsOnly ? 3 : 100;
   let qemuCounter = 0;
   let dirtyCounter = 0;
   const options: ExploreOptions = {
     stopAfter: 20,
     qemuSample: () => (qemuCounter++ % every === 0 ? dir : null),
-    repairCrashSample: () => dirtyCounter++ % REPAIR_CRASH_EVERY === 0,
+    repairCrashSample: () => dirtyCounter++ % repairEvery === 0,
+    judgeWorkloadStates: !repairsOnly,
+    repair: run.repair,
   };
+  const counted = (r: ExploreResult) => (repairsOnly ? r.repairStates : r.states - r.repairStates);
   const total = emptyResult();
   const perWorkload = workloads.map(() => ({ states: 0, ms: 0 }));
   try {
-    // The target counts crash states of the workloads; those of interrupted repairs come on top.
-    for (let round = 0; total.states - total.repairStates < target && total.violations.length === 0; round++) {
+    for (let round = 0; counted(total) < target && total.violations.length === 0; round++) {
       for (const [i, workload] of workloads.entries()) {
         const started = performance.now();
-        const rec = await recordWorkload(workload, seed + round * 7919 + i * 104729, imageClass);
+        const rec = await recordWorkload(workload, seed + round * 7919 + i * 104729, run.imageClass);
         const part = await exploreRecording(rec, options);
         addResult(total, part);
         perWorkload[i]!.states += part.states;
@@ -586,15 +605,18 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
   return total;
 }
 
+/** Where a worker thread finds workloads: the export `exportName` of the module at `moduleUrl`. */
+export interface WorkloadSource { moduleUrl: string; exportName: string }
+
 /**
  * exploreUntil on a worker thread. node:test tracks every promise of a test file with an
  * async hook, which costs the explorer (millions of promises) about 40% of its time; a worker
- * thread has no such hook. The workloads are the export `exportName` of the module at
- * `moduleUrl`, which must not start tests when imported off the main thread.
+ * thread has no such hook. The modules must not start tests when imported off the main thread.
  */
-export function exploreInWorker(moduleUrl: string, exportName: string, label: string, targetStates: number): Promise<ExploreResult> {
+export function exploreInWorker(sources: WorkloadSource[], label: string, targetStates: number, focus: RunOptions['focus'] = 'workload'): Promise<ExploreResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(import.meta.url), { workerData: { moduleUrl, exportName, label, targetStates } });
+    const job: ExploreJob = { sources, label, targetStates, focus };
+    const worker = new Worker(new URL(import.meta.url), { workerData: job });
     let result: ExploreResult | null = null;
     worker.on('message', (message: { log?: string; result?: ExploreResult }) => {
       if (message.log !== undefined) console.log(message.log);
@@ -605,16 +627,18 @@ export function exploreInWorker(moduleUrl: string, exportName: string, label: st
   });
 }
 
-interface ExploreJob { moduleUrl: string; exportName: string; label: string; targetStates: number }
+interface ExploreJob { sources: WorkloadSource[]; label: string; targetStates: number; focus: RunOptions['focus'] }
 
 async function runExploreJob(job: ExploreJob): Promise<void> {
-  const module = await import(job.moduleUrl) as Record<string, unknown>;
-  const workloads = module[job.exportName] as Workload[];
-  const result = await exploreUntil(job.label, workloads, job.targetStates, undefined, (line) => parentPort!.postMessage({ log: line }));
+  const workloads: Workload[] = [];
+  for (const { moduleUrl, exportName } of job.sources) {
+    workloads.push(...((await import(moduleUrl)) as Record<string, Workload[]>)[exportName]!);
+  }
+  const result = await exploreUntil(job.label, workloads, job.targetStates, { focus: job.focus, log: (line) => parentPort!.postMessage({ log: line }) });
   parentPort!.postMessage({ result });
 }
 
-if (!isMainThread && (workerData as Partial<ExploreJob> | null)?.exportName) {
+if (!isMainThread && (workerData as Partial<ExploreJob> | null)?.sources) {
   runExploreJob(workerData as ExploreJob).catch((err: unknown) => { throw err; });
 }
 
@@ -628,24 +652,33 @@ export function reportLine(label: string, r: ExploreResult): string {
  * whatever the interrupted repair left must judge exactly as `disk` itself must, since a
  * repair may drop only what was never durable.
  */
-async function exploreRepairCrashes(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random, where: string): Promise<{ states: number; violations: Violation[] }> {
+async function exploreRepairCrashes(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random,
+  where: string, options: ExploreOptions, qemuCanOpen: boolean): Promise<{ states: number; qemuChecks: number; violations: Violation[] }> {
   const file = new CrashFile(disk, new EventClock());
   const violations: Violation[] = [];
   try {
-    await repairOnOpen(file, (await readHeader(file)).header);
+    await (options.repair ?? repairOnOpen)(file, (await readHeader(file)).header);
   } catch {
-    return { states: 0, violations }; // an unrepairable state is the main judge's finding, not this one's
+    return { states: 0, qemuChecks: 0, violations }; // an unrepairable state is the main judge's finding, not this one's
   }
   const disks = new CrashDisk(disk);
   let states = 0;
+  let qemuChecks = 0;
   for (const epoch of crashEpochs(file.log)) {
     for (const landed of crashStates(epoch.pending, rng)) {
       states++;
-      const problems = await judgeState(disks.materialise(epoch, landed), rec, model, exp, rng, null);
+      const sample = qemuCanOpen ? options.qemuSample?.() ?? null : null;
+      if (sample) { qemuChecks++; writeBackingFiles(rec, sample); }
+      const problems = await judgeState(disks.materialise(epoch, landed), rec, model, exp, rng, sample);
       if (problems.length > 0) violations.push({ where: `${where} [${describeLanded(epoch.pending, landed)}]`, problems });
     }
   }
-  return { states, violations };
+  return { states, qemuChecks, violations };
+}
+
+/** QEMU opens the backing file by its name next to the image: put the recording's there. */
+function writeBackingFiles(rec: Recording, dir: string): void {
+  for (const [path, file] of rec.backingFiles) writeFileSync(join(dir, path.split('/').pop()!), bytesOf(file));
 }
 
 function needsCheck(disk: MemoryFile): boolean {
