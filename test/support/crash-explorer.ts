@@ -539,7 +539,7 @@ export function soakFactor(): number {
   return 20 * (Number.isFinite(n) && n > 0 ? n : 1);
 }
 
-const QEMU_SAMPLES_PER_RUN = 150;
+const QEMU_SAMPLES_PER_RUN = 100;
 
 export interface RunOptions {
   /** Explore this (deliberately broken) engine instead of QedImage. */
@@ -557,7 +557,7 @@ export interface RunOptions {
 
 /**
  * Explore the workloads round after round, each round with new seeds, until `targetStates`
- * crash states were judged (times the soak factor). About 150 of them also go to QEMU.
+ * crash states were judged (times the soak factor). About 100 of them also go to QEMU.
  */
 export async function exploreUntil(label: string, workloads: Workload[], targetStates: number, run: RunOptions = {}): Promise<ExploreResult> {
   const log = run.log ?? console.log;
@@ -589,7 +589,8 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
         addResult(total, part);
         perWorkload[i]!.states += part.states;
         perWorkload[i]!.ms += performance.now() - started;
-        if (total.violations.length > 0) break;
+        // Every workload runs at least once; after that, stop as soon as the target is met.
+        if (total.violations.length > 0 || (round > 0 && counted(total) >= target)) break;
       }
     }
   } finally {
