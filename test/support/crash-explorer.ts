@@ -525,6 +525,97 @@ function describeLanded(pending: readonly DiskOp[], landed: readonly LandedOp[])
   return `crash with [${ops.join('; ')}]`;
 }
 
+/**
+ * Crash the NEED_CHECK repair of `disk` at every point (check.ts promises that this is safe):
+ * whatever the interrupted repair left must judge exactly as `disk` itself must, since a
+ * repair may drop only what was never durable.
+ */
+async function exploreRepairCrashes(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random,
+  where: string, options: ExploreOptions, qemuCanOpen: boolean): Promise<{ states: number; qemuChecks: number; violations: Violation[] }> {
+  const file = new CrashFile(disk, new EventClock());
+  const violations: Violation[] = [];
+  try {
+    await (options.repair ?? repairOnOpen)(file, (await readHeader(file)).header);
+  } catch {
+    return { states: 0, qemuChecks: 0, violations }; // an unrepairable state is the main judge's finding, not this one's
+  }
+  const disks = new CrashDisk(disk);
+  let states = 0;
+  let qemuChecks = 0;
+  for (const epoch of crashEpochs(file.log)) {
+    for (const landed of crashStates(epoch.pending, rng)) {
+      states++;
+      const sample = qemuCanOpen ? options.qemuSample?.() ?? null : null;
+      if (sample) { qemuChecks++; writeBackingFiles(rec, sample); }
+      const problems = await judgeState(disks.materialise(epoch, landed), rec, model, exp, rng, sample);
+      if (problems.length > 0) violations.push({ where: `${where} [${describeLanded(epoch.pending, landed)}]`, problems });
+    }
+  }
+  return { states, qemuChecks, violations };
+}
+
+/** QEMU opens the backing file by its name next to the image: put the recording's there. */
+function writeBackingFiles(rec: Recording, dir: string): void {
+  for (const [path, file] of rec.backingFiles) writeFileSync(join(dir, path.split('/').pop()!), bytesOf(file));
+}
+
+function needsCheck(disk: MemoryFile): boolean {
+  const fields = new Uint8Array(24);
+  disk.readSync(fields, 0);
+  return (new DataView(fields.buffer).getBigUint64(16, true) & QED_F_NEED_CHECK) !== 0n;
+}
+
+// ---- judging one crash state ------------------------------------------------------------
+
+async function judgeState(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random, qemuDir: string | null): Promise<string[]> {
+  const problems: string[] = [];
+  const beforeRepair = qemuDir ? bytesOf(disk) : null;
+  const store = new MemoryStore();
+  store.add(IMAGE_PATH, disk);
+  for (const [path, file] of rec.backingFiles) store.add(path, file);
+  let device: BlockDevice;
+  try {
+    device = await openDevice(IMAGE_PATH, { store, idleFlushMs: NO_IDLE_FLUSH_MS });
+  } catch (err) {
+    return [`does not open: ${messageOf(err)}`];
+  }
+  try {
+    problems.push(...await corruptionOf(disk, 'after open'));
+    problems.push(...await verifyContent(device, model, exp));
+    problems.push(...await writeAgain(device, rng, rec.workload.clusterSize));
+    await device.close();
+    problems.push(...await corruptionOf(disk, 'after new writes'));
+  } catch (err) {
+    problems.push(`failed: ${messageOf(err)}`);
+    await device.close().catch(() => undefined);
+  }
+  if (qemuDir && beforeRepair) problems.push(...qemuJudge(qemuDir, beforeRepair, bytesOf(disk)));
+  return problems;
+}
+
+/** Our checker's verdict on the file as it is now; leaks are allowed. */
+export async function corruptionOf(disk: MemoryFile, when: string): Promise<string[]> {
+  const view = disk.view(true);
+  const { header } = await readHeader(view);
+  const result = await checkImage(view, header);
+  if (result.corruptions === 0 && result.checkErrors === 0) return [];
+  return [`${when}: ${result.corruptions} corruption(s), ${result.checkErrors} check error(s): ${result.problems.slice(0, 3).join('; ')}`];
+}
+
+/** The repaired image must take a write crossing a cluster boundary and read it back. */
+async function writeAgain(device: BlockDevice, rng: Random, clusterSize: number): Promise<string[]> {
+  const length = Math.min(device.size, clusterSize + 2 * SECTOR);
+  const offset = rng.int((device.size - length) / SECTOR + 1) * SECTOR;
+  const data = patternBytes(length, rng.int(1 << 30));
+  await device.write(data, offset);
+  await device.flush();
+  const back = new Uint8Array(length);
+  await device.read(back, offset);
+  return sameBytes(back, data) ? [] : [`a write at ${hex(offset)} after repair did not read back`];
+}
+
+// ---- runs: seeds, soak, targets, worker threads ------------------------------------------
+
 /** QED_CRASH_SEED repeats a run; otherwise each run explores new states. */
 export function crashSeed(): number {
   const fixed = Number(process.env['QED_CRASH_SEED']);
@@ -639,102 +730,10 @@ async function runExploreJob(job: ExploreJob): Promise<void> {
   parentPort!.postMessage({ result });
 }
 
-if (!isMainThread && (workerData as Partial<ExploreJob> | null)?.sources) {
-  runExploreJob(workerData as ExploreJob).catch((err: unknown) => { throw err; });
-}
 
 export function reportLine(label: string, r: ExploreResult): string {
   return `crash explorer: ${r.states} states, ${r.violations.length} violations (${label}: ${r.states - r.repairStates} crash states of ${r.epochs} flush epochs`
     + ` and ${r.repairStates} of repairs interrupted in turn; ${r.qemuChecks} also checked by qemu-img)`;
-}
-
-/**
- * Crash the NEED_CHECK repair of `disk` at every point (check.ts promises that this is safe):
- * whatever the interrupted repair left must judge exactly as `disk` itself must, since a
- * repair may drop only what was never durable.
- */
-async function exploreRepairCrashes(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random,
-  where: string, options: ExploreOptions, qemuCanOpen: boolean): Promise<{ states: number; qemuChecks: number; violations: Violation[] }> {
-  const file = new CrashFile(disk, new EventClock());
-  const violations: Violation[] = [];
-  try {
-    await (options.repair ?? repairOnOpen)(file, (await readHeader(file)).header);
-  } catch {
-    return { states: 0, qemuChecks: 0, violations }; // an unrepairable state is the main judge's finding, not this one's
-  }
-  const disks = new CrashDisk(disk);
-  let states = 0;
-  let qemuChecks = 0;
-  for (const epoch of crashEpochs(file.log)) {
-    for (const landed of crashStates(epoch.pending, rng)) {
-      states++;
-      const sample = qemuCanOpen ? options.qemuSample?.() ?? null : null;
-      if (sample) { qemuChecks++; writeBackingFiles(rec, sample); }
-      const problems = await judgeState(disks.materialise(epoch, landed), rec, model, exp, rng, sample);
-      if (problems.length > 0) violations.push({ where: `${where} [${describeLanded(epoch.pending, landed)}]`, problems });
-    }
-  }
-  return { states, qemuChecks, violations };
-}
-
-/** QEMU opens the backing file by its name next to the image: put the recording's there. */
-function writeBackingFiles(rec: Recording, dir: string): void {
-  for (const [path, file] of rec.backingFiles) writeFileSync(join(dir, path.split('/').pop()!), bytesOf(file));
-}
-
-function needsCheck(disk: MemoryFile): boolean {
-  const fields = new Uint8Array(24);
-  disk.readSync(fields, 0);
-  return (new DataView(fields.buffer).getBigUint64(16, true) & QED_F_NEED_CHECK) !== 0n;
-}
-
-// ---- judging one crash state ------------------------------------------------------------
-
-async function judgeState(disk: MemoryFile, rec: Recording, model: ContentModel, exp: Expectation, rng: Random, qemuDir: string | null): Promise<string[]> {
-  const problems: string[] = [];
-  const beforeRepair = qemuDir ? bytesOf(disk) : null;
-  const store = new MemoryStore();
-  store.add(IMAGE_PATH, disk);
-  for (const [path, file] of rec.backingFiles) store.add(path, file);
-  let device: BlockDevice;
-  try {
-    device = await openDevice(IMAGE_PATH, { store, idleFlushMs: NO_IDLE_FLUSH_MS });
-  } catch (err) {
-    return [`does not open: ${messageOf(err)}`];
-  }
-  try {
-    problems.push(...await corruptionOf(disk, 'after open'));
-    problems.push(...await verifyContent(device, model, exp));
-    problems.push(...await writeAgain(device, rng, rec.workload.clusterSize));
-    await device.close();
-    problems.push(...await corruptionOf(disk, 'after new writes'));
-  } catch (err) {
-    problems.push(`failed: ${messageOf(err)}`);
-    await device.close().catch(() => undefined);
-  }
-  if (qemuDir && beforeRepair) problems.push(...qemuJudge(qemuDir, beforeRepair, bytesOf(disk)));
-  return problems;
-}
-
-/** Our checker's verdict on the file as it is now; leaks are allowed. */
-export async function corruptionOf(disk: MemoryFile, when: string): Promise<string[]> {
-  const view = disk.view(true);
-  const { header } = await readHeader(view);
-  const result = await checkImage(view, header);
-  if (result.corruptions === 0 && result.checkErrors === 0) return [];
-  return [`${when}: ${result.corruptions} corruption(s), ${result.checkErrors} check error(s): ${result.problems.slice(0, 3).join('; ')}`];
-}
-
-/** The repaired image must take a write crossing a cluster boundary and read it back. */
-async function writeAgain(device: BlockDevice, rng: Random, clusterSize: number): Promise<string[]> {
-  const length = Math.min(device.size, clusterSize + 2 * SECTOR);
-  const offset = rng.int((device.size - length) / SECTOR + 1) * SECTOR;
-  const data = patternBytes(length, rng.int(1 << 30));
-  await device.write(data, offset);
-  await device.flush();
-  const back = new Uint8Array(length);
-  await device.read(back, offset);
-  return sameBytes(back, data) ? [] : [`a write at ${hex(offset)} after repair did not read back`];
 }
 
 // ---- QEMU as the second judge --------------------------------------------------------------
@@ -783,4 +782,9 @@ export function bytesOf(file: MemoryFile): Uint8Array {
 
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+// The worker-thread entry of exploreInWorker.
+if (!isMainThread && (workerData as Partial<ExploreJob> | null)?.sources) {
+  runExploreJob(workerData as ExploreJob).catch((err: unknown) => { throw err; });
 }
