@@ -34,7 +34,7 @@ interface Step {
 
 interface FaultScenario {
   name: string;
-  image: Pick<Workload, 'clusterSize' | 'tableSize' | 'size' | 'backing'>;
+  image: Pick<Workload, 'clusterSize' | 'tableSize' | 'size' | 'backing' | 'cacheBytes'>;
   /** Bring the image to its starting state (durable writes go through `g`, so the model knows them). */
   prepare?(g: GuestRecorder, store: MemoryStore): Promise<void>;
   steps: Step[];
@@ -81,6 +81,17 @@ const scenarios: FaultScenario[] = [
     steps: [
       write(0x1200, 0x400, 11), write(0x3e00, 0x1400, 12), verify, flush, zeroes(0x8000, 0x1000),
       zeroes(0x9200, 0x200), flush, write(0xa000, 0x200, 13), verify, close,
+    ],
+  },
+  {
+    // Four 4 KiB cache chunks, five dirty ones: tables are written back in the background,
+    // mid-request; a fault there must still surface (as POISONED, with the errno as its cause).
+    name: 'table writeback under cache pressure',
+    image: { clusterSize: 4 * KiB, tableSize: 4, size: 8 * 1024 * KiB, cacheBytes: 16 * KiB },
+    steps: [
+      write(0x000000, 0x1000, 31), write(0x200000, 0x1000, 32), write(0x400000, 0x1000, 33), write(0x600000, 0x1000, 34),
+      write(0x201000, 0x1000, 35), verify, write(0x601000, 0x400, 36), flush, write(0x002000, 0x1000, 37),
+      write(0x402000, 0x1000, 38), write(0x602000, 0x1000, 39), verify, close,
     ],
   },
   {
@@ -146,7 +157,9 @@ async function runWithFault(scenario: FaultScenario, plan: FaultPlan | null, cou
 
   let device: GuestRecorder['device'] | null = null;
   try {
-    device = await within(openDevice(IMAGE_PATH, { store: storeWith(store, IMAGE_PATH, faulty), idleFlushMs: NO_IDLE_FLUSH_MS }), 'open');
+    device = await within(openDevice(IMAGE_PATH, {
+      store: storeWith(store, IMAGE_PATH, faulty), idleFlushMs: NO_IDLE_FLUSH_MS, cacheBytes: scenario.image.cacheBytes,
+    }), 'open');
   } catch (err) {
     noteRejection(null, err);
   }
