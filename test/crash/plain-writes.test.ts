@@ -47,24 +47,30 @@ const randomWrites: Workload = {
 const newL2Tables: Workload = {
   name: 'new L2 tables', clusterSize: 4 * KiB, tableSize: 1, size: 12 * MiB,
   async run(g, rng) {
-    const perTable = 2 * MiB;
     for (let i = 0; i < 16; i++) {
-      const table = rng.int(6);
-      const offset = table * perTable + rng.int(perTable / 512 - 16) * 512;
-      await g.write(patternBytes(512 * (1 + rng.int(12)), rng.int(1 << 30)), offset);
+      await g.write(...spreadOverTables(rng, 2 * MiB, 6));
       if (rng.chance(0.3)) await g.flush();
     }
     await g.flush();
   },
 };
 
+/** Data and offset of a write somewhere in one of `tables` L2 tables' coverage; one in four straddles two tables. */
+function spreadOverTables(rng: Random, perTable: number, tables: number): [Uint8Array, number] {
+  const sectors = 1 + rng.int(12);
+  const table = rng.int(tables);
+  const offset = rng.chance(0.25) && table > 0
+    ? table * perTable - rng.int(sectors) * 512 - 512
+    : table * perTable + rng.int(perTable / 512 - 16) * 512;
+  return [patternBytes(sectors * 512, rng.int(1 << 30)), offset];
+}
+
 /** The same with table_size 2 (4 MiB per table), which QEMU can also open and check. */
 const newL2TablesQemu: Workload = {
   ...newL2Tables, name: 'new L2 tables (table_size 2)', tableSize: 2, size: 16 * MiB,
   async run(g, rng) {
     for (let i = 0; i < 14; i++) {
-      const offset = rng.int(4) * 4 * MiB + rng.int(8 * 1024 - 16) * 512;
-      await g.write(patternBytes(512 * (1 + rng.int(12)), rng.int(1 << 30)), offset);
+      await g.write(...spreadOverTables(rng, 4 * MiB, 4));
       if (rng.chance(0.3)) await g.flush();
     }
     if (rng.chance(0.5)) await g.close();
