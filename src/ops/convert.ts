@@ -58,7 +58,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
       sparseSize,
       targetIsFresh: !options.noCreate,
       inFlight: options.inFlight ?? 8,
-      chunkSize: options.chunkSize ?? 1024 * 1024,
+      chunkSize: options.chunkSize ?? 2 * 1024 * 1024,
       onProgress: options.onProgress,
     });
     await target.flush();
@@ -70,21 +70,41 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
 
 interface CopyPlan { sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number; onProgress?: (done: number, total: number) => void }
 
+/**
+ * Chunk buffers are reused: a buffer is free again once its chunk's writes completed, and
+ * allocating a fresh multi-megabyte buffer per chunk cost more in garbage collection than
+ * the copy itself. Reads fill every byte (zeros past the end), so nothing needs clearing.
+ */
+class BufferPool {
+  private free: Buffer[] = [];
+  constructor(private readonly size: number) {}
+  take(): Buffer { return this.free.pop() ?? Buffer.allocUnsafe(this.size); }
+  give(buf: Buffer): void { this.free.push(buf); }
+}
+
 async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyPlan): Promise<void> {
   const size = source.size;
   const chunks = Math.ceil(size / plan.chunkSize);
   let done = 0;
   plan.onProgress?.(0, size);
+  const buffers = new BufferPool(plan.chunkSize);
   await runPool(chunks, plan.inFlight, async (index) => {
     const start = index * plan.chunkSize;
     const length = Math.min(plan.chunkSize, size - start);
-    await copyChunk(source, target, start, length, plan);
+    const data = buffers.take();
+    const current = buffers.take();
+    try {
+      await copyChunk(source, target, start, length, plan, data.subarray(0, length), current.subarray(0, length));
+    } finally {
+      buffers.give(data);
+      buffers.give(current);
+    }
     done += length;
     plan.onProgress?.(done, size);
   });
 }
 
-async function copyChunk(source: BlockDevice, target: BlockDevice, start: number, length: number, plan: CopyPlan): Promise<void> {
+async function copyChunk(source: BlockDevice, target: BlockDevice, start: number, length: number, plan: CopyPlan, data: Buffer, scratch: Buffer): Promise<void> {
   const sourceMap = await mapChain(source, start, length);
   const allZero = sourceMap.every((e: MapEntry) => e.zero);
   // What the target shows there now: zeros when fresh without backing; otherwise read it.
@@ -92,12 +112,10 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, start: number
   const targetReadsZero = plan.targetIsFresh && !targetHasBacking;
   if (allZero && plan.sparseSize !== 0) {
     if (targetReadsZero) return;
-    const current = new Uint8Array(length);
-    await target.read(current, start);
-    if (!isAllZero(current)) await target.writeZeroes(start, length);
+    await target.read(scratch, start);
+    if (!isAllZero(scratch)) await target.writeZeroes(start, length);
     return;
   }
-  const data = new Uint8Array(length);
   await source.read(data, start);
   if (plan.sparseSize === 0) {
     await target.write(data, start);
@@ -105,7 +123,7 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, start: number
   }
   let current: Uint8Array | null = null;
   if (!targetReadsZero) {
-    current = new Uint8Array(length);
+    current = scratch;
     await target.read(current, start);
   }
   const writes: Promise<void>[] = [];
