@@ -21,9 +21,9 @@ import { ContentModel, GuestLog, Random, crashSeed, patternBytes, qemuCheck, ver
 import { KILL_CLUSTER_SIZE, KILL_IMAGE_SIZE, dataSeed } from '../support/kill-worker.js';
 
 const WORKER = fileURLToPath(new URL('../support/kill-worker.js', import.meta.url));
-const WANTED_KILLS = 40;
+const WANTED_KILLS = 60;
 const MIN_KILLS = 20;
-const TIME_BUDGET_MS = 50_000;
+const TIME_BUDGET_MS = 45_000;
 
 interface Victim { lines: string[]; code: number | null; signal: NodeJS.Signals | null; stderr: string }
 

@@ -1,7 +1,7 @@
 // A crash during the NEED_CHECK repair itself. check.ts promises its order keeps that
 // recoverable (NEED_CHECK stays set to the end; copies are flushed before they are linked;
 // tables are flushed before a truncate; leaks inside the file are reclaimed by moving
-// clusters: copy, flush, switch, flush, truncate). For one dirty crash state in three of the
+// clusters: copy, flush, switch, flush, truncate). For one dirty crash state in six of the
 // usual workloads, the repair runs on a recording file and every crash state of it is judged
 // exactly as the dirty state itself would be: it must open (repairing again), be consistent,
 // keep every flushed write and show only old or new sectors.

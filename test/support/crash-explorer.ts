@@ -641,7 +641,7 @@ export interface RunOptions {
   /**
    * 'workload' (default): judge the workloads' crash states, and crash the repair of one
    * dirty state in 100 as well. 'repair': judge only crashes inside the repairs, of one
-   * dirty state in 3; the target then counts those.
+   * dirty state in 6; the target then counts those.
    */
   focus?: 'workload' | 'repair';
 }
@@ -658,7 +658,7 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
   log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
   const dir = mkdtempSync('/dev/shm/qed-crash-');
   const every = Math.max(1, Math.floor(targetStates / QEMU_SAMPLES_PER_RUN));
-  const repairEvery = repairsOnly ? 3 : 100;
+  const repairEvery = repairsOnly ? 6 : 100;
   let qemuCounter = 0;
   let dirtyCounter = 0;
   const options: ExploreOptions = {
