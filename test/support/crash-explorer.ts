@@ -166,7 +166,12 @@ export class ContentModel {
   private readonly bySector = new Map<number, GuestWrite[]>();
   readonly touched: number[];
 
-  constructor(readonly initial: Uint8Array, readonly initialSize: number, readonly log: GuestLog) {
+  /**
+   * `fromEmptyLayer`: the initial content is what a layer with nothing allocated shows (its
+   * backing file, or zeros). Otherwise (an image written before the log began) nothing can be
+   * assumed about unmapped sectors, so all of them are read back.
+   */
+  constructor(readonly initial: Uint8Array, readonly initialSize: number, readonly log: GuestLog, readonly fromEmptyLayer = true) {
     for (const w of log.writes) {
       for (let s = w.offset / SECTOR; s < (w.offset + w.length) / SECTOR; s++) {
         let list = this.bySector.get(s);
@@ -213,9 +218,10 @@ function sectorOf(w: GuestWrite, sector: number): Uint8Array {
 
 /**
  * Read back what `exp` constrains and list every sector that breaks it. Below the initial
- * size, sectors no write touched and that the layer maps nowhere come from the backing file
- * (or are zeros), which is their initial content by construction, so they are not read. Past
- * it (space a resize added) everything is read: it must be zeros whatever the backing holds.
+ * size of a model that starts from an empty layer, sectors no write touched and that the layer
+ * maps nowhere come from the backing file (or are zeros), which is their initial content by
+ * construction, so they are not read. Past it (space a resize added) everything is read: it
+ * must be zeros whatever the backing holds.
  */
 export async function verifyContent(device: BlockDevice, model: ContentModel, exp: Expectation): Promise<string[]> {
   if (!exp.sizes.includes(device.size)) {
@@ -223,7 +229,7 @@ export async function verifyContent(device: BlockDevice, model: ContentModel, ex
   }
   const sectors = device.size / SECTOR;
   const mustRead = new Uint8Array(sectors);
-  mustRead.fill(1, model.initialSize / SECTOR);
+  mustRead.fill(1, model.fromEmptyLayer ? model.initialSize / SECTOR : 0);
   for (const s of model.touched) if (s < sectors) mustRead[s] = 1;
   for (const e of await device.blockStatus(0, device.size)) {
     if (e.kind !== 'unallocated') mustRead.fill(1, e.guestOffset / SECTOR, Math.ceil((e.guestOffset + e.length) / SECTOR));
