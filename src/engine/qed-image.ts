@@ -38,6 +38,7 @@ import { Geometry } from '../format/geometry.js';
 import { type QedHeader, encodeHeader } from '../format/header.js';
 import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
 import { checkRequest, type BlockDevice, type LayerExtent, type WriteZeroesOptions } from './device.js';
+import { writeWithOldContentAround } from './copy-on-write.js';
 import { Gate } from './gate.js';
 import { KeyedLocks, Mutex } from './mutex.js';
 import { ENTRIES_PER_CHUNK, TABLE_CHUNK_BYTES, TableCache } from './table-cache.js';
@@ -325,7 +326,8 @@ export class QedImage implements BlockDevice {
       const release = await this.growthGate.enterShared();
       try {
         if (old.kind === 'unallocated' && this.backing) {
-          await this.writeWithBackingAround(data, guestOffset, host, runStart, runEnd);
+          await writeWithOldContentAround(this.file, (slice, at) => this.readBacking(slice, at), this.geometry.clusterSize,
+            { data, guestOffset, hostOffset: host, runStart, runEnd });
         } else {
           // [I4] fresh space already reads zeros: write only the new bytes.
           await this.file.write(data, host + (guestOffset - runStart));
@@ -339,39 +341,6 @@ export class QedImage implements BlockDevice {
       this.allocationsInFlight--;
     }
     this.metadataChanged();
-  }
-
-  /** Copy-on-write: the backing file's bytes around the written part fill the new clusters. */
-  private async writeWithBackingAround(data: Uint8Array, guestOffset: number, host: number, runStart: number, runEnd: number): Promise<void> {
-    const cs = this.geometry.clusterSize;
-    const dataEnd = guestOffset + data.length;
-    const headClusterEnd = Math.min(runStart + cs, runEnd);
-    const tailClusterStart = Math.max(runEnd - cs, runStart);
-    const writes: Promise<void>[] = [];
-    if (guestOffset === runStart && dataEnd === runEnd) {
-      writes.push(this.file.write(data, host));
-    } else if (headClusterEnd >= dataEnd || tailClusterStart <= guestOffset) {
-      // The written range sits in one boundary cluster only: build the whole run in one buffer.
-      const whole = new Uint8Array(runEnd - runStart);
-      await this.readBacking(whole.subarray(0, guestOffset - runStart), runStart);
-      await this.readBacking(whole.subarray(dataEnd - runStart), dataEnd);
-      whole.set(data, guestOffset - runStart);
-      writes.push(this.file.write(whole, host));
-    } else {
-      // Head cluster, untouched middle straight from the caller's buffer, tail cluster.
-      const head = new Uint8Array(headClusterEnd - runStart);
-      await this.readBacking(head.subarray(0, guestOffset - runStart), runStart);
-      head.set(data.subarray(0, headClusterEnd - guestOffset), guestOffset - runStart);
-      const tail = new Uint8Array(runEnd - tailClusterStart);
-      tail.set(data.subarray(tailClusterStart - guestOffset), 0);
-      await this.readBacking(tail.subarray(dataEnd - tailClusterStart), dataEnd);
-      writes.push(this.file.write(head, host));
-      if (tailClusterStart > headClusterEnd) {
-        writes.push(this.file.write(data.subarray(headClusterEnd - guestOffset, tailClusterStart - guestOffset), host + (headClusterEnd - runStart)));
-      }
-      writes.push(this.file.write(tail, host + (tailClusterStart - runStart)));
-    }
-    await Promise.all(writes);
   }
 
   /** Reserve `count` contiguous clusters of fresh space [I4]. Synchronous: no two callers get the same. */
