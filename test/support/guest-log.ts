@@ -1,0 +1,78 @@
+// The guest's side of a crash test: a recorder that calls the device and logs when each write,
+// sync and resize was issued and acknowledged, on the clock the recording file shares.
+import type { BlockDevice } from '../../src/engine/device.js';
+import { QedImage } from '../../src/engine/qed-image.js';
+import { EventClock, SECTOR } from './crash-file.js';
+
+export interface GuestWrite {
+  offset: number;
+  length: number;
+  /** null for a zero write. */
+  data: Uint8Array | null;
+  issued: number;
+  /** Infinity until acknowledged; a rejected request is never acknowledged. */
+  acked: number;
+}
+export interface GuestSync { issued: number; acked: number }
+export interface GuestResize { size: number; issued: number; acked: number }
+
+export class GuestLog {
+  readonly writes: GuestWrite[] = [];
+  /** Flushes and closes: after one is acknowledged, what was acknowledged before it began is durable. */
+  readonly syncs: GuestSync[] = [];
+  readonly resizes: GuestResize[] = [];
+}
+
+/** Calls the device and logs each request's issue and acknowledgement on the shared clock. */
+export class GuestRecorder {
+  /** Pass the log of an earlier recorder to continue its history on a reopened device. */
+  constructor(readonly device: BlockDevice, private readonly clock: EventClock, readonly log = new GuestLog()) {}
+
+  get size(): number { return this.device.size; }
+
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    checkSectorAligned(offset, data.length);
+    const entry: GuestWrite = { offset, length: data.length, data: data.slice(), issued: this.clock.tick(), acked: Infinity };
+    this.log.writes.push(entry);
+    await this.device.write(data, offset);
+    entry.acked = this.clock.tick();
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    checkSectorAligned(offset, length);
+    const entry: GuestWrite = { offset, length, data: null, issued: this.clock.tick(), acked: Infinity };
+    this.log.writes.push(entry);
+    await this.device.writeZeroes(offset, length);
+    entry.acked = this.clock.tick();
+  }
+
+  /** The device contract: content after a discard is unchanged, so it is not a write. */
+  discard(offset: number, length: number): Promise<void> { return this.device.discard(offset, length); }
+
+  flush(): Promise<void> { return this.sync(() => this.device.flush()); }
+  close(): Promise<void> { return this.sync(() => this.device.close()); }
+
+  async resize(size: number): Promise<void> {
+    const entry: GuestResize = { size, issued: this.clock.tick(), acked: Infinity };
+    this.log.resizes.push(entry);
+    await this.device.resize(size);
+    entry.acked = this.clock.tick();
+  }
+
+  /** Write back and clear NEED_CHECK as the idle timer would. Promises nothing, so not a sync. */
+  async quiesce(): Promise<void> {
+    if (this.device instanceof QedImage) await this.device.quiesce();
+  }
+
+  private async sync(run: () => Promise<void>): Promise<void> {
+    const entry: GuestSync = { issued: this.clock.tick(), acked: Infinity };
+    this.log.syncs.push(entry);
+    await run();
+    entry.acked = this.clock.tick();
+  }
+}
+
+/** The model works per sector; a sub-sector guest write would make "old or new" ambiguous. */
+function checkSectorAligned(offset: number, length: number): void {
+  if (offset % SECTOR !== 0 || length % SECTOR !== 0) throw new Error(`workload bug: ${offset}+${length} is not sector-aligned`);
+}
