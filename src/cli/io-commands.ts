@@ -53,6 +53,18 @@ function stats(bytes: number, ops: number, seconds: number): string {
   return `${cvtstr(bytes)}, ${ops} ops; ${time} sec (${cvtstr(bytes / t)}/sec and ${(ops / t).toFixed(4)} ops/sec)\n`;
 }
 
+/** The OFF LEN pair every transfer command takes. */
+function offsetAndLength(command: string, args: string[]): { offset: number; length: number } {
+  needArgs(command, args, 2);
+  return { offset: parseSize(args[0]!, 'offset'), length: parseSize(args[1]!, 'length') };
+}
+
+/** qemu-io's two lines after a transfer: "<verb> N/N bytes at offset O" and the rate. */
+function reportTransfer(io: IoOutput, verb: string, length: number, offset: number, seconds: number): void {
+  io.out(`${verb} ${length}/${length} bytes at offset ${offset}\n`);
+  io.out(stats(length, 1, seconds));
+}
+
 function hexdump(buf: Uint8Array, offset: number): string {
   let text = '';
   for (let i = 0; i < buf.length; i += 16) {
@@ -94,9 +106,7 @@ export async function runIoCommand(device: BlockDevice, line: string, io: IoOutp
 
 async function read(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
   const { flags, args } = getopt(words, 'Pvq', 'P');
-  needArgs('read', args, 2);
-  const offset = parseSize(args[0]!, 'offset');
-  const length = parseSize(args[1]!, 'length');
+  const { offset, length } = offsetAndLength('read', args);
   const buf = new Uint8Array(length);
   const started = performance.now();
   await device.read(buf, offset);
@@ -113,16 +123,13 @@ async function read(device: BlockDevice, words: string[], io: IoOutput): Promise
   }
   if (flags.has('q')) return ok;
   if (flags.has('v')) io.out(hexdump(buf, offset));
-  io.out(`read ${length}/${length} bytes at offset ${offset}\n`);
-  io.out(stats(length, 1, seconds));
+  reportTransfer(io, 'read', length, offset, seconds);
   return ok;
 }
 
 async function write(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
   const { flags, args } = getopt(words, 'Pzuq', 'P');
-  needArgs('write', args, 2);
-  const offset = parseSize(args[0]!, 'offset');
-  const length = parseSize(args[1]!, 'length');
+  const { offset, length } = offsetAndLength('write', args);
   if (flags.has('u') && !flags.has('z')) throw new UsageError('-u requires -z to be specified');
   if (flags.has('z') && flags.has('P')) throw new UsageError('-z and -P cannot be specified at the same time');
   const started = performance.now();
@@ -133,25 +140,17 @@ async function write(device: BlockDevice, words: string[], io: IoOutput): Promis
     await device.write(new Uint8Array(length).fill(pattern), offset);
   }
   const seconds = (performance.now() - started) / 1000;
-  if (!flags.has('q')) {
-    io.out(`wrote ${length}/${length} bytes at offset ${offset}\n`);
-    io.out(stats(length, 1, seconds));
-  }
+  if (!flags.has('q')) reportTransfer(io, 'wrote', length, offset, seconds);
   return true;
 }
 
 async function discard(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
   const { flags, args } = getopt(words, 'q', '');
-  needArgs('discard', args, 2);
-  const offset = parseSize(args[0]!, 'offset');
-  const length = parseSize(args[1]!, 'length');
+  const { offset, length } = offsetAndLength('discard', args);
   const started = performance.now();
   await device.discard(offset, length);
   const seconds = (performance.now() - started) / 1000;
-  if (!flags.has('q')) {
-    io.out(`discard ${length}/${length} bytes at offset ${offset}\n`);
-    io.out(stats(length, 1, seconds));
-  }
+  if (!flags.has('q')) reportTransfer(io, 'discard', length, offset, seconds);
   return true;
 }
 
