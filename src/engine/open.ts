@@ -1,6 +1,6 @@
 // Opening an image and its backing chain: probing, loop and depth limits, relative backing
 // names, and the NEED_CHECK repair hook. Backing files are always opened read-only.
-import { ChainError, FormatError, QedError, UsageError } from '../base/errors.js';
+import { ChainError, FormatError, QedError } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
 import { QED_F_BACKING_FILE, QED_F_BACKING_FORMAT_NO_PROBE, QED_F_NEED_CHECK, QED_HEADER_STRUCT_SIZE } from '../format/constants.js';
 import { decodeHeader, hasFeature, type QedHeader, validateHeader } from '../format/header.js';
@@ -127,9 +127,4 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     throw err;
   }
   return image;
-}
-
-export function requireQed(device: BlockDevice, what: string): QedImage {
-  if (!(device instanceof QedImage)) throw new UsageError(`${what} needs a QED image, '${device.path}' is ${device.format}`, { path: device.path });
-  return device;
 }

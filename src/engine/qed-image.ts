@@ -127,11 +127,6 @@ export class QedImage implements BlockDevice {
   get path(): string { return this.file.path; }
   get size(): number { return this.header.imageSize; }
   get clusterSize(): number { return this.header.clusterSize; }
-  get dirty(): boolean { return this.needCheckOnDisk; }
-  /** A copy of the header as this process last wrote or read it. */
-  get currentHeader(): QedHeader { return { ...this.header }; }
-  /** The end of the file as allocation sees it (for tests and info). */
-  get allocatedEnd(): number { return this.allocEnd; }
 
   /** Clear unknown autoclear bits on a read-write open, as the spec asks. */
   async clearAutoclearFeatures(): Promise<void> {
@@ -389,6 +384,7 @@ export class QedImage implements BlockDevice {
    * Whole clusters become zero clusters (entry 1) without writing data; allocated clusters are
    * overwritten with zeros in place (unlinking them would leak them: QED has no free list).
    * Partial clusters at the edges get zeros written, unless they already read as zeros.
+   * `mayUnmap` permits deallocation but never requires it, so it changes nothing here.
    */
   async writeZeroes(offset: number, length: number, _options: WriteZeroesOptions = {}): Promise<void> {
     this.checkUsable();
