@@ -6,7 +6,7 @@ import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
-import { isAllZero } from './zero-detect.js';
+import { isAllZero, sameBytes } from './zero-detect.js';
 
 export type CompareResult =
   | { kind: 'identical'; sizeMismatch: boolean }
@@ -82,7 +82,7 @@ function firstStatusDifference(a: MapEntry[], b: MapEntry[]): number {
 }
 
 function firstDifference(x: Uint8Array, y: Uint8Array): number {
-  if (Buffer.from(x.buffer, x.byteOffset, x.length).equals(y)) return -1;
+  if (sameBytes(x, y)) return -1;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
   return -1;
 }

@@ -11,7 +11,7 @@ import { createImage } from './create.js';
 import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
 import { runPool } from './pool.js';
-import { isAllZero, zeroRuns } from './zero-detect.js';
+import { isAllZero, sameBytes, zeroRuns } from './zero-detect.js';
 
 export interface ConvertOptions {
   sourceFormat?: ImageFormat;
@@ -131,7 +131,7 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, start: number
     const piece = data.subarray(run.start, run.start + run.length);
     if (current) {
       const now = current.subarray(run.start, run.start + run.length);
-      if (Buffer.from(piece.buffer, piece.byteOffset, piece.length).equals(now)) continue;
+      if (sameBytes(piece, now)) continue;
       writes.push(run.zero ? target.writeZeroes(start + run.start, run.length) : writeDiffering(target, piece, now, start + run.start, plan.sparseSize));
     } else if (!run.zero) {
       writes.push(target.write(piece, start + run.start));
@@ -150,7 +150,7 @@ async function writeDiffering(target: BlockDevice, wanted: Uint8Array, now: Uint
   };
   for (let pos = 0; pos < wanted.length; pos += granularity) {
     const end = Math.min(pos + granularity, wanted.length);
-    const same = Buffer.from(wanted.buffer, wanted.byteOffset + pos, end - pos).equals(now.subarray(pos, end));
+    const same = sameBytes(wanted.subarray(pos, end), now.subarray(pos, end));
     if (same) flush(pos);
     else if (runStart < 0) runStart = pos;
   }

@@ -13,7 +13,7 @@ import { QedImage } from '../engine/qed-image.js';
 import { withQedFile } from './chain-files.js';
 import { openDevice } from './open.js';
 import { runPool } from './pool.js';
-import { isAllZero } from './zero-detect.js';
+import { isAllZero, sameBytes } from './zero-detect.js';
 
 export interface RebaseOptions {
   format?: ImageFormat;
@@ -82,7 +82,7 @@ async function copyIfDifferent(overlay: BlockDevice, target: BlockDevice | null,
   const next = new Uint8Array(range.length);
   const present = target ? Math.max(0, Math.min(range.length, target.size - range.offset)) : 0;
   if (present > 0) await target!.read(next.subarray(0, present), range.offset);
-  if (Buffer.from(old.buffer).equals(next)) return;
+  if (sameBytes(old, next)) return;
   if (isAllZero(old)) await overlay.writeZeroes(range.offset, range.length);
   else await overlay.write(old, range.offset);
 }

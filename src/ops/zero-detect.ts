@@ -1,4 +1,4 @@
-// Finding zero blocks in a buffer quickly: memcmp against a shared zero page, through one
+// Byte comparisons for the copy operations: equal ranges, and zero blocks found quickly: memcmp against a shared zero page, through one
 // Buffer view per call (not one per block: creating views dominated the cost).
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -14,6 +14,11 @@ function zeroAt(view: Buffer, start: number, end: number): boolean {
     if (view.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
   }
   return true;
+}
+
+/** memcmp of two byte ranges. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return asBuffer(a).equals(b);
 }
 
 export function isAllZero(buf: Uint8Array): boolean {
