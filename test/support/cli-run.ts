@@ -5,59 +5,34 @@
 //
 // QEMU is the oracle: these helpers capture what each tool printed and its exit code, and
 // leave every judgement to the test.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { QED_CLI, commandArgs, describeRun, run as runProgram, succeed, type RunResult } from './qemu.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
 // ---- processes -----------------------------------------------------------------------------
 
-export interface Ran {
-  stdout: string;
-  stderr: string;
-  /** Exit status; -1 when killed by a signal. */
-  code: number;
-}
-
-/** The compiled CLI: dist/test/support → dist/src/cli/main.js. */
-export const QED_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** What a run printed and its exit status (-1 when killed by a signal). */
+export type Ran = RunResult;
+export { QED_CLI, describeRun };
 
 /** Run without a shell; a non-zero exit is a result, not an exception. stdout is a pipe. */
 export function run(program: string, args: readonly string[], cwd?: string): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    execFile(program, args, { cwd, encoding: 'utf8', maxBuffer: 64 * MiB }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number' && err.signal == null) {
-        reject(new Error(`could not run ${program}: ${err.message}`));
-        return;
-      }
-      resolve({ stdout, stderr, code: err ? (typeof err.code === 'number' ? err.code : -1) : 0 });
-    });
-  });
+  return runProgram(program, args, { cwd });
 }
 
 export const qed = (args: readonly string[], cwd?: string): Promise<Ran> => run(process.execPath, [QED_CLI, ...args], cwd);
 export const qemuImg = (args: readonly string[], cwd?: string): Promise<Ran> => run('qemu-img', args, cwd);
 export const qemuIo = (args: readonly string[], cwd?: string): Promise<Ran> => run('qemu-io', args, cwd);
 
-export function describeRun(what: string, r: Ran): string {
-  return `${what} exited ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
-}
-
 /** The run must exit 0. */
-export async function ok(what: string, pending: Promise<Ran>): Promise<Ran> {
-  const r = await pending;
-  if (r.code !== 0) throw new Error(describeRun(what, r));
-  return r;
-}
+export const ok = succeed;
 
 /** qemu-io -c pairs. */
-export function ioArgs(commands: readonly string[]): string[] {
-  return commands.flatMap((c) => ['-c', c]);
-}
+export const ioArgs = commandArgs;
 
 /** Write with qemu-io (QEMU lays out the clusters, so fixtures do not depend on our engine). */
 export async function qemuWrite(dir: string, image: string, commands: readonly string[], format = 'qed'): Promise<void> {
