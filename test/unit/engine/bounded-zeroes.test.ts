@@ -1,0 +1,53 @@
+// Work per request is bounded by the step, not by the request's length: a write-zeroes over
+// the whole of a huge image keeps memory flat and lets other requests through meanwhile.
+// The assertions are on memory and on the progress of a concurrent request, never on time.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryStore } from '../../../src/io/memory-file.js';
+import { createImage } from '../../../src/ops/create.js';
+import { openDevice } from '../../../src/ops/open.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+async function zeroWholeImageWhileReading(size: number, clusterSize: number, tableSize: number): Promise<void> {
+  const store = new MemoryStore();
+  await createImage('big.qed', { store, size, clusterSize, tableSize });
+  const device = await openDevice('big.qed', { store, idleFlushMs: 60_000 });
+  await device.write(new Uint8Array(4 * KiB).fill(7), size - 4 * KiB);
+  global.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  let peakHeap = heapBefore;
+  let zeroDone = false;
+  let readsAnsweredDuringZero = 0;
+  const zero = device.writeZeroes(0, size - 4 * KiB).then(() => { zeroDone = true; });
+  const probe = new Uint8Array(4 * KiB);
+  while (!zeroDone) {
+    await device.read(probe, size - 4 * KiB);
+    assert.equal(probe[0], 7);
+    if (!zeroDone) readsAnsweredDuringZero++;
+    peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await zero;
+  assert.ok(readsAnsweredDuringZero >= 3, `a concurrent read was answered ${readsAnsweredDuringZero} times while zeroing`);
+  const growth = peakHeap - heapBefore;
+  assert.ok(growth < 96 * MiB, `heap grew by ${(growth / MiB).toFixed(0)} MiB`);
+  const buf = new Uint8Array(64 * KiB).fill(1);
+  await device.read(buf, size / 2);
+  assert.deepEqual(buf, new Uint8Array(64 * KiB));
+  await device.close();
+  const reopened = await openDevice('big.qed', { store, readOnly: true });
+  const status = await reopened.blockStatus(0, Math.min(size, 4 * GiB));
+  assert.ok(status.every((e) => e.kind === 'zero'), 'the zeroed range is made of zero clusters');
+  await reopened.close();
+}
+
+test('64 GiB of write-zeroes at 4 KiB clusters: bounded heap, reads answered meanwhile', async () => {
+  await zeroWholeImageWhileReading(64 * GiB, 4 * KiB, 8);
+});
+
+test('1 TiB of write-zeroes at 64 KiB clusters: bounded heap, reads answered meanwhile', async () => {
+  await zeroWholeImageWhileReading(1024 * GiB, 64 * KiB, 4);
+});
