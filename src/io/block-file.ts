@@ -24,13 +24,25 @@ export interface BlockFile {
 export type OpenMode = 'read-only' | 'read-write';
 
 /**
+ * How an open coordinates with other openers of the same file (src/io/image-lock.ts has the
+ * scheme). By default a read-write open refuses to share writing, so there is one writer per
+ * image, and a read-only open refuses to let anyone write under it.
+ */
+export interface OpenFileOptions {
+  /** false: take no locks and respect none (QEMU's locking=off). Default: lock. */
+  lock?: boolean;
+  /** Read-only opens only: let others write meanwhile (qemu-img -U / force-share). */
+  forceShare?: boolean;
+}
+
+/**
  * Where images and their backing files come from. The engine resolves backing names through
  * it, so a confined or remote store can decide what a name means.
  */
 export interface FileStore {
-  open(path: string, mode: OpenMode): Promise<BlockFile>;
-  /** Create (or truncate) a file for a new image. */
-  create(path: string): Promise<BlockFile>;
+  open(path: string, mode: OpenMode, options?: OpenFileOptions): Promise<BlockFile>;
+  /** Create (or truncate) a file for a new image; refused while another opener uses it. */
+  create(path: string, options?: OpenFileOptions): Promise<BlockFile>;
   /** The name a backing file has when written relative to the image at `imagePath`. */
   resolveBacking(imagePath: string, backingName: string): string;
   /** A stable identity for loop detection (the real path for local files). */

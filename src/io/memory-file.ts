@@ -1,7 +1,9 @@
 // A sparse in-memory BlockFile for tests and property checks: pages are allocated only when
-// written, so a multi-gigabyte virtual image costs only what was written to it.
-import type { BlockFile, FileStore, OpenMode } from './block-file.js';
-import { IoError } from '../base/errors.js';
+// written, so a multi-gigabyte virtual image costs only what was written to it. MemoryStore
+// locks like NodeFileStore (one writer per file), with the lock bytes kept in a table.
+import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
+import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
+import { IoError, UsageError } from '../base/errors.js';
 
 const PAGE = 64 * 1024;
 
@@ -11,6 +13,8 @@ export class MemoryFile implements BlockFile {
   private pages = new Map<number, Uint8Array>();
   private length = 0;
   private closed = false;
+  /** The QEMU-scheme lock bytes of the views MemoryStore opened on this file. */
+  readonly locks = new LockTable();
 
   constructor(path = 'memory') { this.path = path; }
 
@@ -105,15 +109,22 @@ export class MemoryStore implements FileStore {
     return file;
   }
 
-  async open(path: string, mode: OpenMode): Promise<BlockFile> {
+  async open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
+    if (options.forceShare && mode !== 'read-only') {
+      throw new UsageError('force-share can only be used with read-only images', { path });
+    }
     const file = this.files.get(normalise(path));
     if (!file) throw new IoError(`could not open '${path}': no such file`, { path, errno: 'ENOENT' });
-    return file.view(mode === 'read-only');
+    const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
+    return lockedView(file, file.view(mode === 'read-only'), access, path, options);
   }
 
-  async create(path: string): Promise<BlockFile> {
+  async create(path: string, options: OpenFileOptions = {}): Promise<BlockFile> {
+    // Check against the users of the file being replaced before replacing it.
+    const old = this.files.get(normalise(path));
+    if (old) await (await lockedView(old, old.view(false), 'create', path, options)).close();
     const file = this.add(path);
-    return file.view(false);
+    return lockedView(file, file.view(false), 'create', path, options);
   }
 
   resolveBacking(imagePath: string, backingName: string): string {
@@ -123,6 +134,37 @@ export class MemoryStore implements FileStore {
   }
 
   async identity(path: string): Promise<string> { return normalise(path); }
+}
+
+/** A view holding `access`'s locks on `file` until it is closed. */
+async function lockedView(file: MemoryFile, view: BlockFile, access: LockAccess, path: string, options: OpenFileOptions): Promise<BlockFile> {
+  if (options.lock === false) return view;
+  const opener = Symbol(path);
+  lockImage(file.locks.of(opener), access, path);
+  return { ...view, close: async () => { file.locks.releaseAll(opener); await view.close(); } };
+}
+
+/** Lock bytes to the set of openers holding a (shared) lock on each. */
+export class LockTable {
+  private holders = new Map<number, Set<symbol>>();
+
+  of(opener: symbol): ByteLocks {
+    return {
+      lockShared: (byte) => { this.holdersOf(byte).add(opener); },
+      unlock: (byte) => { this.holders.get(byte)?.delete(opener); },
+      isLockedByOthers: (byte) => [...this.holders.get(byte) ?? []].some((h) => h !== opener),
+    };
+  }
+
+  releaseAll(opener: symbol): void {
+    for (const set of this.holders.values()) set.delete(opener);
+  }
+
+  private holdersOf(byte: number): Set<symbol> {
+    let set = this.holders.get(byte);
+    if (!set) { set = new Set(); this.holders.set(byte, set); }
+    return set;
+  }
 }
 
 function normalise(path: string): string {

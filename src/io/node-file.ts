@@ -1,14 +1,40 @@
-// BlockFile over a local file (or block device) with positional I/O and fdatasync.
+// BlockFile over a local file (or block device) with positional I/O and fdatasync. Opens
+// take QEMU-compatible advisory locks (image-lock.ts) unless told not to; a block device's
+// size comes from the kernel, since fstat reports 0 for it (block-device.ts).
 import { constants } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import type { BlockFile, FileStore, OpenMode } from './block-file.js';
-import { IoError, wrapIoError } from '../base/errors.js';
+import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
+import { blockDeviceSize } from './block-device.js';
+import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
+import { loadNative, type NativeIo, type NativeLoad } from './native.js';
+import { IoError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
+
+export interface NodeOpenOptions extends OpenFileOptions {
+  /** The native addon to lock and size with (tests pass one that failed to load). */
+  native?: NativeLoad;
+}
+
+let lockingByDefault = true;
+
+/** The CLI's --no-lock: opens that do not say `lock` themselves take no locks. */
+export function setLockingByDefault(on: boolean): void { lockingByDefault = on; }
 
 export class NodeFile implements BlockFile {
-  private constructor(readonly path: string, readonly readOnly: boolean, private handle: FileHandle) {}
+  private constructor(
+    readonly path: string,
+    readonly readOnly: boolean,
+    private handle: FileHandle,
+    /** The device number when the file is a block device; null for a regular file. */
+    private readonly blockDevice: bigint | null,
+    private readonly native: NativeLoad,
+  ) {}
 
-  static async open(path: string, mode: OpenMode): Promise<NodeFile> {
+  static async open(path: string, mode: OpenMode, options: NodeOpenOptions = {}): Promise<NodeFile> {
+    if (options.forceShare && mode !== 'read-only') {
+      throw new UsageError('force-share can only be used with read-only images', { path });
+    }
+    const native = options.native ?? loadNative();
     try {
       // Refuse FIFOs, sockets and character devices before opening: opening a FIFO blocks
       // until a writer appears. O_NONBLOCK covers one swapped in after the stat; it changes
@@ -18,26 +44,42 @@ export class NodeFile implements BlockFile {
       if (!before.isFile() && !before.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
       const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NONBLOCK;
       const handle = await open(path, flags);
-      const info = await handle.stat();
-      if (info.isDirectory()) {
-        await handle.close();
-        throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
+      try {
+        const info = await handle.stat({ bigint: true });
+        if (info.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
+        if (!info.isFile() && !info.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
+        const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
+        lockOpenFile(handle, path, access, options, native);
+        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        throw err;
       }
-      if (!info.isFile() && !info.isBlockDevice()) {
-        await handle.close();
-        throw new IoError(`'${path}' is not a regular file or block device`, { path });
-      }
-      return new NodeFile(path, mode === 'read-only', handle);
     } catch (err) {
-      if (err instanceof IoError) throw err;
+      if (err instanceof QedError) throw err;
       throw wrapIoError('open', path, undefined, err);
     }
   }
 
-  static async create(path: string): Promise<NodeFile> {
+  /**
+   * Open without truncating, lock, and only then empty the file: truncating on open would
+   * destroy an image someone else has open (QEMU's raw_co_create takes the same steps).
+   */
+  static async create(path: string, options: NodeOpenOptions = {}): Promise<NodeFile> {
+    const native = options.native ?? loadNative();
     try {
-      return new NodeFile(path, false, await open(path, 'w+'));
+      const handle = await open(path, constants.O_RDWR | constants.O_CREAT);
+      try {
+        const info = await handle.stat({ bigint: true });
+        lockOpenFile(handle, path, 'create', options, native);
+        if (info.isFile()) await handle.truncate(0);
+        return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        throw err;
+      }
     } catch (err) {
+      if (err instanceof QedError) throw err;
       throw wrapIoError('create', path, undefined, err);
     }
   }
@@ -74,7 +116,12 @@ export class NodeFile implements BlockFile {
   }
 
   async size(): Promise<number> {
-    try { return (await this.handle.stat()).size; } catch (err) { throw wrapIoError('stat', this.path, undefined, err); }
+    try {
+      if (this.blockDevice !== null) return await blockDeviceSize(this.handle.fd, this.blockDevice, this.native);
+      return (await this.handle.stat()).size;
+    } catch (err) {
+      throw wrapIoError('stat', this.path, undefined, err);
+    }
   }
 
   async truncate(size: number): Promise<void> {
@@ -86,10 +133,53 @@ export class NodeFile implements BlockFile {
   }
 }
 
+/** Lock an open file for `access`, or explain why it cannot be locked. */
+function lockOpenFile(handle: FileHandle, path: string, access: LockAccess, options: NodeOpenOptions, native: NativeLoad): void {
+  if (!(options.lock ?? lockingByDefault)) return;
+  if (!native.ok) {
+    // Reading takes nothing from anyone, so a reader goes on unlocked; a writer without its
+    // lock could corrupt an image in use elsewhere, so it is refused.
+    if (access === 'read-only' || access === 'read-only-force-share') return;
+    throw new UnsupportedError(`image locking needs the native addon qed-image was built with; pass lock: false / --no-lock to open without locking (${native.reason})`, { path });
+  }
+  try {
+    lockImage(fcntlLocks(handle.fd, native.io, path), access, path);
+  } catch (err) {
+    if (err instanceof QedError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new IoError(`could not lock '${path}': ${reason}; pass lock: false / --no-lock to open without locking`, { path, cause: err, errno: (err as { code?: string }).code });
+  }
+}
+
+function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
+  return {
+    lockShared: (byte) => {
+      // Only an exclusive lock blocks a shared one, and QEMU's scheme takes none: some other
+      // program is locking this file.
+      if (!io.lockByte(fd, byte, 'shared')) throw new IoError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path, errno: 'EAGAIN' });
+    },
+    unlock: (byte) => { io.lockByte(fd, byte, 'unlock'); },
+    isLockedByOthers: (byte) => io.isByteLocked(fd, byte),
+  };
+}
+
 /** Local files. Backing names resolve against the overlay's directory, as QEMU does. */
 export class NodeFileStore implements FileStore {
-  open(path: string, mode: OpenMode): Promise<BlockFile> { return NodeFile.open(path, mode); }
-  create(path: string): Promise<BlockFile> { return NodeFile.create(path); }
+  /** `defaults` apply where an open leaves an option unset. */
+  constructor(private readonly defaults: NodeOpenOptions = {}) {}
+  open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
+    return NodeFile.open(path, mode, this.withDefaults(options));
+  }
+  create(path: string, options: OpenFileOptions = {}): Promise<BlockFile> {
+    return NodeFile.create(path, this.withDefaults(options));
+  }
+  private withDefaults(options: OpenFileOptions): NodeOpenOptions {
+    return {
+      lock: options.lock ?? this.defaults.lock,
+      forceShare: options.forceShare ?? this.defaults.forceShare,
+      native: this.defaults.native,
+    };
+  }
   /** QEMU's path_combine: the image's directory as given, a slash, the name; not normalised. */
   resolveBacking(imagePath: string, backingName: string): string {
     if (isAbsolute(backingName)) return backingName;

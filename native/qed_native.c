@@ -1,0 +1,149 @@
+// qed_native: what src/io needs from the kernel and Node's fs does not offer.
+//
+//   lockByte(fd, byte, kind)   kind "shared" | "exclusive" | "unlock"; F_OFD_SETLK on one byte.
+//                              Returns false when another open file description holds a
+//                              conflicting lock, true when done; throws on any other failure.
+//   isByteLocked(fd, byte)     F_OFD_GETLK with an exclusive lock: true when another open file
+//                              description holds any lock on the byte.
+//   blockDeviceSize(fd)        ioctl BLKGETSIZE64: a block device's size in bytes (fstat says 0).
+//
+// Open-file-description locks (Linux 3.15) belong to the open file, not the process, so two
+// opens in one process conflict like two processes do, and closing one descriptor never drops
+// the locks of another open. QEMU's file-posix driver uses the same locks on the same bytes,
+// which is what lets qed and QEMU's tools see each other (src/io/image-lock.ts).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/fs.h>
+#endif
+#include <node_api.h>
+
+// Throws an Error whose `code` is the errno name Node uses for fs errors ("EBADF").
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  const char *name = NULL;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  name = strerrorname_np(err);
+#endif
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
+  napi_throw_error(env, name ? name : "EIO", message);
+  return NULL;
+}
+
+static bool read_args(napi_env env, napi_callback_info info, size_t wanted, napi_value *args) {
+  size_t count = wanted;
+  if (napi_get_cb_info(env, info, &count, args, NULL, NULL) != napi_ok || count < wanted) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return false;
+  }
+  return true;
+}
+
+static bool read_int64(napi_env env, napi_value value, const char *name, int64_t *out) {
+  if (napi_get_value_int64(env, value, out) != napi_ok) {
+    char message[64];
+    snprintf(message, sizeof message, "%s must be a number", name);
+    napi_throw_type_error(env, NULL, message);
+    return false;
+  }
+  return true;
+}
+
+static napi_value boolean(napi_env env, bool value) {
+  napi_value out;
+  napi_get_boolean(env, value, &out);
+  return out;
+}
+
+#ifdef F_OFD_SETLK
+static void describe_byte(struct flock *lock, short type, int64_t byte) {
+  memset(lock, 0, sizeof *lock);
+  lock->l_type = type;
+  lock->l_whence = SEEK_SET;
+  lock->l_start = (off_t)byte;
+  lock->l_len = 1;
+  lock->l_pid = 0;  // must be 0 for OFD locks
+}
+#endif
+
+static napi_value lock_byte(napi_env env, napi_callback_info info) {
+  napi_value args[3];
+  if (!read_args(env, info, 3, args)) return NULL;
+  int64_t fd, byte;
+  if (!read_int64(env, args[0], "fd", &fd) || !read_int64(env, args[1], "byte", &byte)) return NULL;
+  char kind[16];
+  size_t length;
+  if (napi_get_value_string_utf8(env, args[2], kind, sizeof kind, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "kind must be a string");
+    return NULL;
+  }
+#ifdef F_OFD_SETLK
+  short type;
+  if (strcmp(kind, "shared") == 0) type = F_RDLCK;
+  else if (strcmp(kind, "exclusive") == 0) type = F_WRLCK;
+  else if (strcmp(kind, "unlock") == 0) type = F_UNLCK;
+  else {
+    napi_throw_type_error(env, NULL, "kind must be shared, exclusive or unlock");
+    return NULL;
+  }
+  struct flock lock;
+  describe_byte(&lock, type, byte);
+  if (fcntl((int)fd, F_OFD_SETLK, &lock) == 0) return boolean(env, true);
+  if (errno == EAGAIN || errno == EACCES) return boolean(env, false);
+  return throw_errno(env, "fcntl(F_OFD_SETLK)", errno);
+#else
+  (void)byte;
+  return throw_errno(env, "open file description locks", ENOSYS);
+#endif
+}
+
+static napi_value is_byte_locked(napi_env env, napi_callback_info info) {
+  napi_value args[2];
+  if (!read_args(env, info, 2, args)) return NULL;
+  int64_t fd, byte;
+  if (!read_int64(env, args[0], "fd", &fd) || !read_int64(env, args[1], "byte", &byte)) return NULL;
+#ifdef F_OFD_GETLK
+  struct flock lock;
+  describe_byte(&lock, F_WRLCK, byte);
+  if (fcntl((int)fd, F_OFD_GETLK, &lock) != 0) return throw_errno(env, "fcntl(F_OFD_GETLK)", errno);
+  return boolean(env, lock.l_type != F_UNLCK);
+#else
+  (void)byte;
+  return throw_errno(env, "open file description locks", ENOSYS);
+#endif
+}
+
+static napi_value block_device_size(napi_env env, napi_callback_info info) {
+  napi_value args[1];
+  if (!read_args(env, info, 1, args)) return NULL;
+  int64_t fd;
+  if (!read_int64(env, args[0], "fd", &fd)) return NULL;
+#ifdef BLKGETSIZE64
+  uint64_t bytes = 0;
+  if (ioctl((int)fd, BLKGETSIZE64, &bytes) != 0) return throw_errno(env, "ioctl(BLKGETSIZE64)", errno);
+  napi_value out;
+  napi_create_double(env, (double)bytes, &out);  // exact below 2^53 bytes (8 PiB)
+  return out;
+#else
+  return throw_errno(env, "ioctl(BLKGETSIZE64)", ENOSYS);
+#endif
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor functions[] = {
+    { "lockByte", NULL, lock_byte, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "isByteLocked", NULL, is_byte_locked, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "blockDeviceSize", NULL, block_device_size, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
