@@ -1,4 +1,4 @@
-// qed check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE
+// qed check [-f FMT] [-U] [-r leaks|all] [--output=human|json] [-q] FILE
 import type { Command } from 'commander';
 import { UnsupportedError, UsageError } from '../base/errors.js';
 import { checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
@@ -11,21 +11,22 @@ const EXIT_CHECK_UNSUPPORTED = 63;
 export function registerCheck(program: Command, run: RunCommand): void {
   program.command('check')
     .description('check an image for consistency, and repair it')
-    .usage('[-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE')
+    .usage('[-f FMT] [-U] [-r leaks|all] [--output=human|json] [-q] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('-r, --repair <mode>', 'leaks: reclaim leaked clusters; all: also fix corruptions')
     .option('--output <kind>', 'human or json', 'human')
     .option('-q, --quiet', 'print nothing (exit code only)')
+    .option('-U, --force-share', 'check (without -r) even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExit codes: 0 clean, 1 check could not complete, 2 corruptions remain, 3 only leaks remain.\n\nExample:\n  qed check -r all --output=json disk.qed')
-    .action((file: string, flags: { format?: string; repair?: string; output: string; quiet?: boolean }) => run('check', file, async () => {
+    .action((file: string, flags: { format?: string; repair?: string; output: string; quiet?: boolean; forceShare?: boolean }) => run('check', file, async () => {
       parseOutput(flags.output);
       if (flags.repair !== undefined && flags.repair !== 'leaks' && flags.repair !== 'all') {
         throw new UsageError(`unknown repair mode '${flags.repair}': use leaks or all`);
       }
       let report: CheckReport;
       try {
-        report = await checkFile(file, { format: parseFormat(flags.format), repair: (flags.repair ?? 'none') as RepairMode });
+        report = await checkFile(file, { format: parseFormat(flags.format), repair: (flags.repair ?? 'none') as RepairMode, forceShare: flags.forceShare });
       } catch (err) {
         if (err instanceof UnsupportedError) { reportError('check', err, file); return EXIT_CHECK_UNSUPPORTED; }
         throw err;

@@ -1,4 +1,4 @@
-// qed convert [-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST
+// qed convert [-p] [-U] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST
 import type { Command } from 'commander';
 import type { RunCommand } from './report.js';
 import { UsageError } from '../base/errors.js';
@@ -10,7 +10,7 @@ import { parseSize } from './sizes.js';
 export function registerConvert(program: Command, run: RunCommand): void {
   program.command('convert')
     .description('copy an image into a new raw or QED image, sparse, optionally over a backing file')
-    .usage('[-p] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST')
+    .usage('[-p] [-U] [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-n] SRC DST')
     .option('-p, --progress', 'show a progress bar (on a terminal)')
     .option('-f, --format <fmt>', 'source format (probed when not given)')
     .option('-O, --output-format <fmt>', 'target format: raw (default) or qed')
@@ -20,12 +20,13 @@ export function registerConvert(program: Command, run: RunCommand): void {
     .option('-S, --sparse-size <size>', 'zero runs at least this long are not written (0: write everything)', '4k')
     .option('-n, --no-create', 'the target exists; do not create it')
     .option('-m, --in-flight <n>', 'requests in flight at once', '8')
+    .option('-U, --force-share', 'read the source even if another process is writing it (what is read may be inconsistent)')
     .argument('<src>')
     .argument('<dst>')
     .addHelpText('after', '\nExample:\n  qed convert -p -O qed -o cluster_size=64k disk.raw disk.qed')
     .action((src: string, dst: string, flags: {
       progress?: boolean; format?: string; outputFormat?: string; options: string[]; backing?: string;
-      backingFormat?: string; sparseSize: string; create: boolean; inFlight: string;
+      backingFormat?: string; sparseSize: string; create: boolean; inFlight: string; forceShare?: boolean;
     }) => run('convert', dst, async () => {
       const opts = parseKeyValues(flags.options.join(','), ['cluster_size', 'table_size', 'backing_file', 'backing_fmt']);
       const inFlight = Number(flags.inFlight);
@@ -42,6 +43,7 @@ export function registerConvert(program: Command, run: RunCommand): void {
           sparseSize: parseSize(flags.sparseSize, 'sparse size'),
           noCreate: !flags.create,
           inFlight,
+          forceShare: flags.forceShare,
           onProgress: (done, total) => progress.update(done, total),
         });
       } finally {

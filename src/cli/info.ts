@@ -1,4 +1,4 @@
-// qed info [-f FMT] [--output=human|json] [--backing-chain] FILE
+// qed info [-f FMT] [-U] [--output=human|json] [--backing-chain] FILE
 import type { Command } from 'commander';
 import { imageInfo, type ImageInfo } from '../ops/info.js';
 import { parseFormat, parseOutput } from './options.js';
@@ -8,15 +8,16 @@ import { sizeToStr, sizeWithBytes } from './sizes.js';
 export function registerInfo(program: Command, run: RunCommand): void {
   program.command('info')
     .description('show image information, as qemu-img info does')
-    .usage('[-f FMT] [--output=human|json] [--backing-chain] FILE')
+    .usage('[-f FMT] [-U] [--output=human|json] [--backing-chain] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('--output <kind>', 'human or json', 'human')
     .option('--backing-chain', 'describe every image of the backing chain')
+    .option('-U, --force-share', 'open even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed info --output=json --backing-chain overlay.qed')
-    .action((file: string, flags: { format?: string; output: string; backingChain?: boolean }) => run('info', file, async () => {
+    .action((file: string, flags: { format?: string; output: string; backingChain?: boolean; forceShare?: boolean }) => run('info', file, async () => {
       parseOutput(flags.output);
-      const infos = await imageInfo(file, { format: parseFormat(flags.format), backingChain: flags.backingChain });
+      const infos = await imageInfo(file, { format: parseFormat(flags.format), backingChain: flags.backingChain, forceShare: flags.forceShare });
       if (flags.output === 'json') {
         writeOut(JSON.stringify(flags.backingChain ? infos : infos[0], null, 4) + '\n');
       } else {

@@ -12,6 +12,7 @@ import { registerIo } from './io.js';
 import { registerMap } from './map.js';
 import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
 import { registerResize } from './resize.js';
+import { setLockingByDefault } from '../io/node-file.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
 
 function version(): string {
@@ -39,9 +40,13 @@ async function main(argv: string[]): Promise<number> {
     .description('QED and raw disk images: create, inspect, read and write them (a qemu-img / qemu-io work-alike)')
     .version(version())
     .option('--debug', 'print stack traces with errors')
+    .option('--no-lock', 'take no image locks and respect none (as QEMU\'s locking=off): only when nothing else can use the images')
     .showHelpAfterError()
     .exitOverride()
-    .hook('preAction', (cmd) => { setDebug(Boolean(cmd.opts().debug)); });
+    .hook('preAction', (cmd) => {
+      setDebug(Boolean(cmd.opts().debug));
+      setLockingByDefault(cmd.opts().lock !== false);
+    });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
   for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,
     registerCommit, registerRebase, registerAmend, registerMeasure, registerBench]) register(program, run);

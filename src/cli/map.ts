@@ -1,4 +1,4 @@
-// qed map [-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE
+// qed map [-f FMT] [-U] [--output=human|json] [--start-offset N] [--max-length N] FILE
 import type { Command } from 'commander';
 import { mapChain, type MapEntry } from '../ops/map.js';
 import { openDevice } from '../ops/open.js';
@@ -9,16 +9,17 @@ import { parseSize } from './sizes.js';
 export function registerMap(program: Command, run: RunCommand): void {
   program.command('map')
     .description('show where the data of an image lives, as qemu-img map does')
-    .usage('[-f FMT] [--output=human|json] [--start-offset N] [--max-length N] FILE')
+    .usage('[-f FMT] [-U] [--output=human|json] [--start-offset N] [--max-length N] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('--output <kind>', 'human or json', 'human')
     .option('-s, --start-offset <n>', 'first byte to map', '0')
     .option('-l, --max-length <n>', 'bytes to map')
+    .option('-U, --force-share', 'open even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed map --output=json overlay.qed')
-    .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string }) => run('map', file, async () => {
+    .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string; forceShare?: boolean }) => run('map', file, async () => {
       parseOutput(flags.output);
-      const device = await openDevice(file, { format: parseFormat(flags.format), readOnly: true });
+      const device = await openDevice(file, { format: parseFormat(flags.format), readOnly: true, forceShare: flags.forceShare });
       try {
         const start = Math.min(parseSize(flags.startOffset, 'start offset'), device.size);
         const length = Math.min(flags.maxLength === undefined ? Infinity : parseSize(flags.maxLength, 'length'), device.size - start);

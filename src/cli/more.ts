@@ -80,20 +80,21 @@ export function registerAmend(program: Command, run: RunCommand): void {
 export function registerMeasure(program: Command, run: RunCommand): void {
   program.command('measure')
     .description('how much space a new image needs')
-    .usage('[-O FMT] [-o OPTIONS] [--output=human|json] (--size SIZE | [-f FMT] SRC)')
+    .usage('[-O FMT] [-o OPTIONS] [--output=human|json] (--size SIZE | [-f FMT] [-U] SRC)')
     .option('-f, --format <fmt>', 'source format (probed when not given)')
     .option('-O, --output-format <fmt>', 'target format: raw (default) or qed')
     .option('-o, --options <opts>', 'cluster_size=N,table_size=N', (v: string, p: string[]) => [...p, v], [])
     .option('--size <size>', 'measure a new image of this size')
+    .option('-U, --force-share', 'read the source even if another process is writing it (what is read may be inconsistent)')
     .option('--output <kind>', 'human or json', 'human')
     .argument('[src]')
     .addHelpText('after', '\nExample:\n  qed measure -O qed disk.raw')
-    .action((src: string | undefined, flags: { format?: string; outputFormat?: string; options: string[]; size?: string; output: string }) => run('measure', src, async () => {
+    .action((src: string | undefined, flags: { format?: string; outputFormat?: string; options: string[]; size?: string; output: string; forceShare?: boolean }) => run('measure', src, async () => {
       parseOutput(flags.output);
       if ((flags.size === undefined) === (src === undefined)) throw new MissingArgument('give either --size SIZE or a source image');
       const opts = parseKeyValues(flags.options.join(','), ['cluster_size', 'table_size']);
       const m = await measureImage({
-        size: flags.size === undefined ? undefined : parseSize(flags.size), source: src, sourceFormat: parseFormat(flags.format),
+        size: flags.size === undefined ? undefined : parseSize(flags.size), source: src, sourceFormat: parseFormat(flags.format), forceShare: flags.forceShare,
         targetFormat: parseFormat(flags.outputFormat) ?? 'raw',
         clusterSize: opts.has('cluster_size') ? parseSize(opts.get('cluster_size')!, 'cluster_size') : undefined,
         tableSize: opts.has('table_size') ? Number(opts.get('table_size')) : undefined,

@@ -27,6 +27,10 @@ export interface OpenImageOptions {
   repair?: RepairHook;
   /** Open only this layer: unallocated ranges read as zeros (qemu-img's -U style inspection). */
   noBacking?: boolean;
+  /** false: take no image locks (QEMU's locking=off). Applies to every layer. */
+  lock?: boolean;
+  /** Read-only opens: let others write meanwhile (qemu-img -U); backing files inherit it, as in QEMU. */
+  forceShare?: boolean;
   /** The QedImage class to build layers with (tests substitute deliberately broken ones). */
   imageClass?: typeof QedImage;
 }
@@ -80,7 +84,7 @@ async function openLayer(path: string, options: OpenImageOptions, format: ImageF
   if (chain.length > maxDepth) {
     throw new ChainError(`backing chain is deeper than ${maxDepth} backing files`, { path });
   }
-  const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write');
+  const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write', { lock: options.lock, forceShare: options.forceShare });
   try {
     const actual = format ?? await probeFile(file);
     if (actual === 'raw') return await RawImage.open(file);

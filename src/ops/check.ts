@@ -17,10 +17,18 @@ export interface CheckReport extends CheckResult {
   repaired: boolean;
 }
 
-export async function checkFile(path: string, options: { format?: ImageFormat; repair?: RepairMode; store?: FileStore } = {}): Promise<CheckReport> {
+export interface CheckFileOptions {
+  format?: ImageFormat;
+  repair?: RepairMode;
+  store?: FileStore;
+  /** Check without repair, letting others write meanwhile (qemu-img check -U). */
+  forceShare?: boolean;
+}
+
+export async function checkFile(path: string, options: CheckFileOptions = {}): Promise<CheckReport> {
   const store = options.store ?? new NodeFileStore();
   const repair = options.repair ?? 'none';
-  const file = await store.open(path, repair === 'none' ? 'read-only' : 'read-write');
+  const file = await store.open(path, repair === 'none' ? 'read-only' : 'read-write', { forceShare: options.forceShare });
   try {
     const format = options.format ?? await probeFile(file);
     if (format !== 'qed') throw new UnsupportedError('checks of raw images (the format has no metadata to check)', { path });

@@ -19,11 +19,13 @@ const PIECE = 1024 * 1024;
 
 export async function commitImage(path: string, options: CommitOptions = {}): Promise<void> {
   const store = options.store ?? new NodeFileStore();
-  const overlay = await openDevice(path, { format: options.format, readOnly: true, store });
+  // Only the overlay's own layer: its backing file is opened read-write below, and a second,
+  // read-only open of it would refuse that writer (one writer per image, image-lock.ts).
+  const overlay = await openDevice(path, { format: options.format, readOnly: true, store, noBacking: true });
   try {
     if (!(overlay instanceof QedImage)) throw new UsageError('commit needs a QED overlay', { path });
-    if (overlay.backingName === null || !overlay.backing) throw new UsageError('image does not have a backing file', { path });
-    const base = await openDevice(store.resolveBacking(path, overlay.backingName), { format: overlay.backing.format, store });
+    if (overlay.backingName === null) throw new UsageError('image does not have a backing file', { path });
+    const base = await openDevice(store.resolveBacking(path, overlay.backingName), { format: overlay.backingFormat ?? undefined, store });
     try {
       if (base.size < overlay.size) await base.resize(base.format === 'qed' ? alignUp(overlay.size, 512) : overlay.size);
       await copyAllocated(overlay, base, options.onProgress);

@@ -14,12 +14,16 @@ export type CompareResult =
   | { kind: 'size-mismatch' }
   | { kind: 'status-mismatch'; offset: number };
 
-export interface CompareOptions { formatA?: ImageFormat; formatB?: ImageFormat; strict?: boolean; store?: FileStore; chunkSize?: number }
+export interface CompareOptions {
+  formatA?: ImageFormat; formatB?: ImageFormat; strict?: boolean; store?: FileStore; chunkSize?: number;
+  /** Open both images letting others write them meanwhile (qemu-img -U). */
+  forceShare?: boolean;
+}
 
 export async function compareImages(pathA: string, pathB: string, options: CompareOptions = {}): Promise<CompareResult> {
-  const a = await openDevice(pathA, { readOnly: true, format: options.formatA, store: options.store });
+  const a = await openDevice(pathA, { readOnly: true, format: options.formatA, store: options.store, forceShare: options.forceShare });
   try {
-    const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store });
+    const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store, forceShare: options.forceShare });
     try {
       return await compareDevices(a, b, options.strict ?? false, options.chunkSize ?? 1024 * 1024);
     } finally {

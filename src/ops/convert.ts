@@ -28,6 +28,8 @@ export interface ConvertOptions {
   inFlight?: number;
   chunkSize?: number;
   store?: FileStore;
+  /** Open the source letting others write it meanwhile (qemu-img -U). */
+  forceShare?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -38,7 +40,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || (sparseSize !== 0 && sparseSize % 512 !== 0)) {
     throw new UsageError(`invalid sparse size ${sparseSize}: a multiple of 512, or 0`);
   }
-  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store });
+  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
   let target: BlockDevice | null = null;
   try {
     const targetFormat = options.targetFormat ?? 'raw';

@@ -23,6 +23,8 @@ export interface InfoOptions {
   format?: ImageFormat;
   backingChain?: boolean;
   store?: FileStore;
+  /** Open letting others write meanwhile (qemu-img info -U). */
+  forceShare?: boolean;
   /** qemu-img reports st_blocks * 512; other stores have no such notion. */
   actualSize?: (path: string) => Promise<number | undefined>;
 }
@@ -31,7 +33,7 @@ export async function imageInfo(path: string, options: InfoOptions = {}): Promis
   const store = options.store ?? new NodeFileStore();
   const actualSize = options.actualSize ?? (options.store ? async () => undefined : localActualSize);
   // The chain is opened only when asked for: plain info works with a missing backing file.
-  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain });
+  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare });
   try {
     const infos: ImageInfo[] = [];
     for (let layer: BlockDevice | null = top; layer; layer = layer.backing) {

@@ -19,6 +19,8 @@ export interface MeasureOptions {
   clusterSize?: number;
   tableSize?: number;
   store?: FileStore;
+  /** Open the source letting others write it meanwhile (qemu-img -U). */
+  forceShare?: boolean;
 }
 
 export interface Measurement { required: number; 'fully-allocated': number }
@@ -34,7 +36,7 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
   let size = options.size ?? 0;
   let dataClusters: Set<number> | null = null;
   if (options.source !== undefined) {
-    const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store });
+    const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
     try {
       size = source.size;
       if (format === 'qed') dataClusters = await clustersWithData(source, clusterSize);

@@ -16,6 +16,10 @@ export interface OpenOptions {
   cacheBytes?: number;
   idleFlushMs?: number;
   noBacking?: boolean;
+  /** false: take no image locks; see OpenImageOptions. */
+  lock?: boolean;
+  /** Read-only opens: let others write meanwhile (qemu-img -U). */
+  forceShare?: boolean;
   imageClass?: OpenImageOptions['imageClass'];
 }
 
