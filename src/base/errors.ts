@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'READ_ONLY'    // write to a read-only device
   | 'CHAIN'        // backing chain problem (loop, too deep, missing)
   | 'CLOSED'       // device used after close
-  | 'POISONED';    // earlier metadata failure; reopen required
+  | 'SHUTDOWN'     // request arrived while the device was closing (NBD: ESHUTDOWN)
+  | 'POISONED'     // earlier metadata failure; reopen required
+  | 'FAST_ZERO';   // a fast zero was asked for and the range cannot be zeroed cheaply (NBD: ENOTSUP)
 
 export interface ErrorDetails {
   path?: string;
@@ -59,6 +61,19 @@ export class ReadOnlyError extends QedError {
 }
 export class ChainError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('CHAIN', message, details); }
+}
+
+export class ClosedError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('CLOSED', message, details); }
+}
+export class ShutdownError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('SHUTDOWN', message, details); }
+}
+export class PoisonedError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('POISONED', message, details); }
+}
+export class FastZeroError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('FAST_ZERO', message, details); }
 }
 
 /** Hex offsets in messages, as the style guide asks: "at 0x90000". */

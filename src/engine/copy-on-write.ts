@@ -3,6 +3,7 @@
 // caller's buffer is written as it is wherever it covers whole clusters; only the partial
 // clusters at the edges get a buffer of their own. Touches only the BlockFile it is given.
 import type { BlockFile } from '../io/block-file.js';
+import { settleAll } from './device.js';
 
 export interface CopyOnWriteRun {
   data: Uint8Array;
@@ -48,5 +49,5 @@ export async function writeWithOldContentAround(
     }
     writes.push(file.write(tail, host + (tailClusterStart - runStart)));
   }
-  await Promise.all(writes);
+  await settleAll(writes); // [L2]
 }

@@ -1,5 +1,6 @@
 // The device contract every image kind (QED, raw, a backing chain) implements and every
-// front end (ops, CLI, the NBD server to come) consumes.
+// front end (ops, CLI, the NBD server) consumes: what a device can do (capabilities), what
+// a request may ask for (per-request options), and the operations.
 import { RangeError_, ReadOnlyError, UsageError, hex } from '../base/errors.js';
 import type { ImageFormat } from '../format/probe.js';
 
@@ -9,9 +10,44 @@ export type LayerExtent =
   | { kind: 'zero'; guestOffset: number; length: number; hostOffset?: number }
   | { kind: 'unallocated'; guestOffset: number; length: number };
 
-export interface WriteZeroesOptions {
-  /** Allow deallocation (qemu-io `write -z -u`, NBD_CMD_WRITE_ZEROES without NO_HOLE). */
+export interface WriteOptions {
+  /** Durable when the request resolves (NBD_CMD_FLAG_FUA); emulated with a flush where not native. */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
+  /** Deallocation is permitted (qemu-io `write -z -u`); it is never required, so it changes nothing here. */
   mayUnmap?: boolean;
+  /** The range must end up allocated, not a hole (NBD_CMD_FLAG_NO_HOLE). */
+  noHole?: boolean;
+  /**
+   * Refuse with FastZeroError, before changing anything, unless the whole range can be zeroed
+   * without writing zeros over data (NBD_CMD_FLAG_FAST_ZERO).
+   */
+  fastZero?: boolean;
+}
+
+/** Largest request a client should send (NBD_INFO_BLOCK_SIZE maximum; qemu-nbd's is 32 MiB too). */
+export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+
+/** Request sizes a client should use (NBD_INFO_BLOCK_SIZE). */
+export interface BlockSizes {
+  minimum: number;
+  preferred: number;
+  maximum: number;
+}
+
+export interface DeviceCapabilities {
+  readonly writable: boolean;
+  /** FUA costs no more than the write (otherwise a whole-device flush follows the write). */
+  readonly nativeFua: boolean;
+  /** Some zero requests finish without writing zeros, so fastZero can succeed. */
+  readonly fastZero: boolean;
+  /** Discard changes what is stored (QED and raw: it does not; content stays as it was). */
+  readonly trim: boolean;
+  /** Several users of this one instance see each other's writes and a flush covers all of them. */
+  readonly multiConn: boolean;
+  readonly blockSizes: BlockSizes;
 }
 
 export interface BlockDevice {
@@ -22,10 +58,11 @@ export interface BlockDevice {
   readonly size: number;
   /** The device whose content shows through unallocated ranges, if any. */
   readonly backing: BlockDevice | null;
+  readonly capabilities: DeviceCapabilities;
 
   /** Fill buf with the guest bytes at offset. */
   read(buf: Uint8Array, offset: number): Promise<void>;
-  write(buf: Uint8Array, offset: number): Promise<void>;
+  write(buf: Uint8Array, offset: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void>;
   /** Advisory: content after discard is unchanged (QEMU's QED ignores discard too). */
   discard(offset: number, length: number): Promise<void>;
@@ -34,6 +71,10 @@ export interface BlockDevice {
   resize(newSize: number): Promise<void>;
   /** This layer's own view of [offset, offset+length): data, zero or unallocated runs. */
   blockStatus(offset: number, length: number): Promise<LayerExtent[]>;
+  /**
+   * Refuse new requests (SHUTDOWN), let every admitted one finish, write everything back and
+   * release the file. Rejects if anything acknowledged may not be on disk.
+   */
   close(): Promise<void>;
 }
 
@@ -48,4 +89,15 @@ export function checkRequest(device: { path: string; size: number; readOnly: boo
   if (write && device.readOnly) {
     throw new ReadOnlyError('image is opened read-only', { path: device.path });
   }
+}
+
+/**
+ * Wait for every promise, then fail with the first failure. A request must not settle while
+ * any of its I/O is still running: a straggler could land after a later write to the same
+ * place, or keep filling a buffer the caller got back.
+ */
+export async function settleAll(work: Array<Promise<unknown> | undefined>): Promise<void> {
+  if (work.length === 1) { await work[0]; return; }
+  const results = await Promise.allSettled(work);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }

@@ -1,6 +1,6 @@
 // Opening an image and its backing chain: probing, loop and depth limits, relative backing
 // names, and the NEED_CHECK repair hook. Backing files are always opened read-only.
-import { ChainError, FormatError, QedError } from '../base/errors.js';
+import { ChainError, FormatError, QedError, UsageError } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
 import { QED_F_BACKING_FILE, QED_F_BACKING_FORMAT_NO_PROBE, QED_F_NEED_CHECK, QED_HEADER_STRUCT_SIZE } from '../format/constants.js';
 import { decodeHeader, hasFeature, type QedHeader, validateHeader } from '../format/header.js';
@@ -72,6 +72,10 @@ export async function probeFile(file: BlockFile): Promise<ImageFormat> {
 }
 
 export async function openImage(path: string, options: OpenImageOptions): Promise<BlockDevice> {
+  if (options.noBacking && !options.readOnly) {
+    // A partial write copies the old content around it from the backing file: without it, that content would be lost.
+    throw new UsageError('an image opened without its backing file can only be opened read-only', { path });
+  }
   return openLayer(path, options, options.format ?? null, options.readOnly ?? false, []);
 }
 

@@ -1,63 +1,66 @@
 // A raw image: guest offset = file offset. Used as a backing file and for raw conversions.
 import type { BlockFile } from '../io/block-file.js';
-import { checkRequest, type BlockDevice, type LayerExtent } from './device.js';
+import { CheckedDevice } from './checked-device.js';
+import { MAX_REQUEST_BYTES, type DeviceCapabilities, type LayerExtent, type WriteZeroesOptions } from './device.js';
 import { writeZerosAt } from '../io/zeros.js';
-import { QedError } from '../base/errors.js';
+import { FastZeroError, hex } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import { SECTOR_SIZE } from '../format/constants.js';
 
-export class RawImage implements BlockDevice {
+export class RawImage extends CheckedDevice {
   readonly format = 'raw' as const;
   readonly backing = null;
-  private closed = false;
+  readonly capabilities: DeviceCapabilities;
 
   /** `fileLength` is the bytes really in the file; the guest size is rounded up to a sector. */
-  constructor(readonly file: BlockFile, private fileLength: number) {}
+  constructor(readonly file: BlockFile, private fileLength: number) {
+    super();
+    this.capabilities = {
+      writable: !file.readOnly,
+      nativeFua: false,
+      // Zeroing a raw file means writing zeros (the BlockFile seam has no hole punching).
+      fastZero: false,
+      trim: false,
+      multiConn: true,
+      blockSizes: { minimum: 1, preferred: 4096, maximum: MAX_REQUEST_BYTES },
+    };
+  }
 
   /** Like QEMU, the size is the file length rounded up to a sector; the padding reads as zeros. */
   static async open(file: BlockFile): Promise<RawImage> {
     return new RawImage(file, await file.size());
   }
 
-  private get length(): number { return alignUp(this.fileLength, SECTOR_SIZE); }
-
   get path(): string { return this.file.path; }
   get readOnly(): boolean { return this.file.readOnly; }
-  get size(): number { return this.length; }
+  get size(): number { return alignUp(this.fileLength, SECTOR_SIZE); }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    this.checkOpen();
-    checkRequest(this, offset, buf.length, false);
+  protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
     await this.file.read(buf, offset);
   }
 
-  async write(buf: Uint8Array, offset: number): Promise<void> {
-    this.checkOpen();
-    checkRequest(this, offset, buf.length, true);
+  protected async writeAt(buf: Uint8Array, offset: number): Promise<void> {
     await this.file.write(buf, offset);
     this.fileLength = Math.max(this.fileLength, offset + buf.length);
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    this.checkOpen();
-    checkRequest(this, offset, length, true);
+  protected async writeZeroesAt(offset: number, length: number, options: WriteZeroesOptions): Promise<void> {
+    if (options.fastZero) throw new FastZeroError(`zeroing ${hex(offset)}+${hex(length)} of a raw file means writing zeros`, { path: this.path, offset });
     await writeZerosAt(this.file, offset, length);
     this.fileLength = Math.max(this.fileLength, offset + length);
   }
 
-  async discard(offset: number, length: number): Promise<void> {
-    this.checkOpen();
-    checkRequest(this, offset, length, true);
+  /** [L4] A failed fdatasync may be reported as success next time (the page cache dropped the data): poison. */
+  protected async flushAll(): Promise<void> {
+    try {
+      await this.file.flush();
+    } catch (err) {
+      this.poison(err);
+      throw err;
+    }
   }
 
-  async flush(): Promise<void> {
-    this.checkOpen();
-    if (!this.readOnly) await this.file.flush();
-  }
-
-  async resize(newSize: number): Promise<void> {
-    this.checkOpen();
-    checkRequest(this, 0, 0, true);
+  protected async resizeTo(newSize: number): Promise<void> {
     await this.file.truncate(newSize);
     this.fileLength = newSize;
   }
@@ -66,9 +69,7 @@ export class RawImage implements BlockDevice {
    * Every byte of a raw file is data at the same offset, except the padding past the file's
    * end up to the next sector, which reads as zeros (what QEMU's file layer reports too).
    */
-  async blockStatus(offset: number, length: number): Promise<LayerExtent[]> {
-    this.checkOpen();
-    checkRequest(this, offset, length, false);
+  protected async statusOf(offset: number, length: number): Promise<LayerExtent[]> {
     const end = offset + length;
     const dataEnd = Math.min(end, Math.max(offset, this.fileLength));
     const extents: LayerExtent[] = [];
@@ -77,13 +78,7 @@ export class RawImage implements BlockDevice {
     return extents;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  protected async closeFiles(): Promise<void> {
     await this.file.close();
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new QedError('CLOSED', 'image is closed', { path: this.path });
   }
 }

@@ -96,6 +96,9 @@ export class TableCache {
 
   get sizeBytes(): number { return this.chunks.size * TABLE_CHUNK_BYTES; }
 
+  /** Over the bound with only dirty or pinned chunks left to evict: the owner should write back. */
+  get overCapacity(): boolean { return this.sizeBytes > this.capacityBytes; }
+
   /**
    * Load a chunk and pin it once for every caller waiting on the load, before anything can
    * evict it: otherwise a cache full of dirty chunks would evict the newcomer at once and the

@@ -1,0 +1,126 @@
+// The request lifecycle and the checks every device shares, in one place (as nbdkit's
+// backend.c): a request is validated, admitted, run, and counted until it settles; options a
+// device lacks natively are emulated here (FUA as a flush after the write).
+//
+//   [L1] A request admitted before close() completes before close's final writeback, and
+//        close() never discards dirty metadata: it writes it back or rejects.
+//   [L2] A request settles only after all of its I/O has settled (settleAll).
+//   [L3] After close() begins, new requests fail with SHUTDOWN; after it ends, with CLOSED.
+//   [L4] After a failure that leaves memory and disk disagreeing (a failed metadata write or
+//        any failed flush), every request fails with POISONED until the device is reopened.
+import { ClosedError, PoisonedError, ShutdownError } from '../base/errors.js';
+import { checkRequest, type BlockDevice, type DeviceCapabilities, type LayerExtent, type WriteOptions, type WriteZeroesOptions } from './device.js';
+import type { ImageFormat } from '../format/probe.js';
+
+type State = 'open' | 'closing' | 'closed';
+
+export abstract class CheckedDevice implements BlockDevice {
+  abstract readonly format: ImageFormat;
+  abstract readonly readOnly: boolean;
+  abstract readonly size: number;
+  abstract readonly path: string;
+  abstract readonly backing: BlockDevice | null;
+  abstract readonly capabilities: DeviceCapabilities;
+
+  private state: State = 'open';
+  private admitted = 0;
+  private drained: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
+  private poisonCause: unknown = null;
+
+  protected abstract readAt(buf: Uint8Array, offset: number): Promise<void>;
+  protected abstract writeAt(buf: Uint8Array, offset: number): Promise<void>;
+  protected abstract writeZeroesAt(offset: number, length: number, options: WriteZeroesOptions): Promise<void>;
+  protected abstract flushAll(): Promise<void>;
+  protected abstract resizeTo(newSize: number): Promise<void>;
+  protected abstract statusOf(offset: number, length: number): Promise<LayerExtent[]>;
+  /** Final writeback and release of files; runs once, after every admitted request settled. */
+  protected abstract closeFiles(): Promise<void>;
+
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    return this.admit(offset, buf.length, false, () => this.readAt(buf, offset));
+  }
+
+  write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
+    return this.admit(offset, buf.length, true, async () => {
+      if (buf.length > 0) await this.writeAt(buf, offset);
+      if (options.fua) await this.flushAll();
+    });
+  }
+
+  writeZeroes(offset: number, length: number, options: WriteZeroesOptions = {}): Promise<void> {
+    return this.admit(offset, length, true, async () => {
+      if (length > 0) await this.writeZeroesAt(offset, length, options);
+      if (options.fua) await this.flushAll();
+    });
+  }
+
+  /** Advisory, and neither QED nor raw gives space back: validated, then nothing changes. */
+  discard(offset: number, length: number): Promise<void> {
+    return this.admit(offset, length, true, async () => undefined);
+  }
+
+  flush(): Promise<void> {
+    return this.admit(0, 0, false, () => (this.readOnly ? Promise.resolve() : this.flushAll()));
+  }
+
+  resize(newSize: number): Promise<void> {
+    return this.admit(0, 0, true, () => this.resizeTo(newSize));
+  }
+
+  blockStatus(offset: number, length: number): Promise<LayerExtent[]> {
+    return this.admit(offset, length, false, () => this.statusOf(offset, length));
+  }
+
+  close(): Promise<void> {
+    if (this.state === 'closed') return this.closing ?? Promise.resolve();
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.state = 'closing';
+    if (this.admitted > 0) await new Promise<void>((resolve) => { this.drained = resolve; }); // [L1]
+    try {
+      await this.closeFiles();
+    } finally {
+      this.state = 'closed';
+    }
+  }
+
+  /** True once close() has begun: background work should stop starting. */
+  protected get isClosing(): boolean { return this.state !== 'open'; }
+
+  protected get isPoisoned(): boolean { return this.poisonCause !== null; }
+
+  /** [L4] Remember the first failure that made memory and disk disagree. */
+  protected poison(err: unknown): void {
+    this.poisonCause ??= err;
+  }
+
+  /** Throws if the device cannot take requests: closing, closed or poisoned. */
+  protected checkUsable(): void {
+    if (this.state === 'closed') throw new ClosedError('image is closed', { path: this.path });
+    if (this.state === 'closing') throw new ShutdownError('image is closing', { path: this.path });
+    this.checkNotPoisoned();
+  }
+
+  protected checkNotPoisoned(): void {
+    if (this.poisonCause === null) return;
+    const cause = this.poisonCause instanceof Error ? this.poisonCause.message : String(this.poisonCause);
+    throw new PoisonedError(`image failed earlier and must be reopened: ${cause}`, { path: this.path, cause: this.poisonCause });
+  }
+
+  private async admit(offset: number, length: number, write: boolean, run: () => Promise<void>): Promise<void>;
+  private async admit<T>(offset: number, length: number, write: boolean, run: () => Promise<T>): Promise<T>;
+  private async admit<T>(offset: number, length: number, write: boolean, run: () => Promise<T>): Promise<T> {
+    this.checkUsable(); // [L3]
+    checkRequest(this, offset, length, write);
+    this.admitted++;
+    try {
+      return await run();
+    } finally {
+      if (--this.admitted === 0 && this.drained) { const wake = this.drained; this.drained = null; wake(); }
+    }
+  }
+}

@@ -1,0 +1,145 @@
+// Finding clusters (QEMU's qed-cluster.c, qed_find_cluster): the plan for a guest range as
+// merged runs of data (with host offset), zero and unallocated clusters, never crossing an L2
+// table boundary. Read, write, zeroing and block status all consume it. Also decides which
+// table entries may be followed: an entry that points outside what this image may use fails
+// the request, or reads as unallocated on a dirty image opened read-only.
+import { FormatError, hex } from '../base/errors.js';
+import { entryAt } from '../base/bytes.js';
+import type { BlockFile } from '../io/block-file.js';
+import { QED_UNALLOCATED, QED_ZERO_CLUSTER } from '../format/constants.js';
+import type { Geometry } from '../format/geometry.js';
+import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
+import type { LayerExtent } from './device.js';
+import { ENTRIES_PER_CHUNK, TABLE_CHUNK_BYTES, type TableCache } from './table-cache.js';
+
+export interface LookupOptions {
+  file: BlockFile;
+  geometry: Geometry;
+  l1TableOffset: number;
+  /** The file's end at open, rounded up to a cluster: entries on disk beyond it were not written by us. */
+  openEnd: number;
+  /** A dirty image opened read-only reads as the repair will leave it: invalid entries read as unallocated. */
+  readAsRepaired: boolean;
+  /** The allocator's end: nothing may point past what has been handed out. */
+  allocatedEnd: () => number;
+}
+
+export class ClusterLookup {
+  cache!: TableCache;
+  /**
+   * Positions of entries found on disk pointing at or past openEnd. They stay invalid for the
+   * life of the image, even once allocations make the file reach that far: otherwise a stale
+   * or hostile entry would come to alias a cluster this process allocated.
+   */
+  private readonly suspectEntries = new Set<number>();
+  private readonly scannedChunks = new Set<number>();
+
+  constructor(private readonly o: LookupOptions) {}
+
+  /** The cache's loader: reads a chunk, and on its first load from the original file notes entries reaching past openEnd. */
+  async loadTableChunk(hostOffset: number, into: Uint8Array): Promise<void> {
+    await this.o.file.read(into, hostOffset);
+    if (hostOffset >= this.o.openEnd || this.scannedChunks.has(hostOffset)) return;
+    this.scannedChunks.add(hostOffset);
+    const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    for (let i = 0; i < ENTRIES_PER_CHUNK; i++) {
+      const entry = entryAt(view, i);
+      if (entry !== QED_UNALLOCATED && entry !== QED_ZERO_CLUSTER && entry >= this.o.openEnd) this.suspectEntries.add(hostOffset + i * 8);
+    }
+  }
+
+  l1ChunkOffset(l1Index: number): number {
+    return this.o.l1TableOffset + Math.floor(l1Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES;
+  }
+
+  async mapRange(offset: number, length: number): Promise<LayerExtent[]> {
+    const extents: LayerExtent[] = [];
+    const end = offset + length;
+    const g = this.o.geometry;
+    for (let pos = offset; pos < end;) {
+      const tableEnd = Math.min(end, g.l2CoverageEnd(pos));
+      const l2Offset = await this.readL1Entry(g.l1Index(pos));
+      if (l2Offset === QED_UNALLOCATED) {
+        extents.push({ kind: 'unallocated', guestOffset: pos, length: tableEnd - pos });
+      } else {
+        await this.mapWithinTable(l2Offset, pos, tableEnd, extents);
+      }
+      pos = tableEnd;
+    }
+    return extents;
+  }
+
+  /** The L1 entry, or unallocated where it may not be followed on a dirty read-only image. */
+  async readL1Entry(l1Index: number): Promise<number> {
+    const chunkOffset = this.l1ChunkOffset(l1Index);
+    const chunk = await this.cache.acquire(chunkOffset);
+    try {
+      const entry = entryAt(chunk.view, l1Index % ENTRIES_PER_CHUNK);
+      if (entry === QED_UNALLOCATED) return entry;
+      return this.isUsableTableOffset(entry, chunkOffset + (l1Index % ENTRIES_PER_CHUNK) * 8) ? entry : QED_UNALLOCATED;
+    } finally {
+      this.cache.release(chunk);
+    }
+  }
+
+  private async mapWithinTable(l2Offset: number, start: number, end: number, out: LayerExtent[]): Promise<void> {
+    const g = this.o.geometry;
+    const cs = g.clusterSize;
+    const firstOut = out.length;
+    for (let pos = start; pos < end;) {
+      const l2Index = g.l2Index(pos);
+      const chunkOffset = l2Offset + Math.floor(l2Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES;
+      const chunk = await this.cache.acquire(chunkOffset);
+      try {
+        for (let i = l2Index % ENTRIES_PER_CHUNK; i < ENTRIES_PER_CHUNK && pos < end; i++) {
+          const entry = entryAt(chunk.view, i);
+          const next = Math.min(end, g.clusterStart(pos) + cs);
+          let extent: LayerExtent;
+          if (entry === QED_UNALLOCATED) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
+          else if (entry === QED_ZERO_CLUSTER) extent = { kind: 'zero', guestOffset: pos, length: next - pos };
+          else if (!this.isUsableDataOffset(entry, chunkOffset + i * 8)) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
+          else extent = { kind: 'data', guestOffset: pos, length: next - pos, hostOffset: entry + (pos % cs) };
+          appendMerged(out, extent, firstOut);
+          pos = next;
+        }
+      } finally {
+        this.cache.release(chunk);
+      }
+    }
+  }
+
+  private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
+    const g = this.o.geometry;
+    if (!this.suspectEntries.has(entryAtHost)
+      && isValidClusterOffset(entry, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
+      && !this.overlapsL1(entry, g.clusterSize)) return true;
+    if (this.o.readAsRepaired) return false;
+    throw new FormatError(`L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.o.file.path, offset: entryAtHost });
+  }
+
+  private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
+    const g = this.o.geometry;
+    if (!this.suspectEntries.has(entryAtHost)
+      && isValidTableOffset(entry, g.tableBytes, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
+      && !this.overlapsL1(entry, g.tableBytes)) return true;
+    if (this.o.readAsRepaired) return false;
+    throw new FormatError(`L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.o.file.path, offset: entryAtHost });
+  }
+
+  /** An entry aimed at the L1 table would let guest writes overwrite metadata. */
+  private overlapsL1(offset: number, length: number): boolean {
+    const l1 = this.o.l1TableOffset;
+    return offset < l1 + this.o.geometry.tableBytes && l1 < offset + length;
+  }
+}
+
+/** Append, merging with the previous run when kinds match and data is host-contiguous. */
+function appendMerged(out: LayerExtent[], e: LayerExtent, firstMergeable: number): void {
+  const prev = out.length > firstMergeable ? out[out.length - 1] : undefined;
+  if (prev && prev.kind === e.kind && prev.guestOffset + prev.length === e.guestOffset
+    && (e.kind !== 'data' || (prev as { hostOffset: number }).hostOffset + prev.length === e.hostOffset)) {
+    prev.length += e.length;
+    return;
+  }
+  out.push(e);
+}
