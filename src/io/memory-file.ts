@@ -1,6 +1,7 @@
 // A sparse in-memory BlockFile for tests and property checks: pages are allocated only when
-// written, so a multi-gigabyte virtual image costs only what was written to it. MemoryStore
-// locks like NodeFileStore (one writer per file), with the lock bytes kept in a table.
+// written, so a multi-gigabyte virtual image costs only what was written to it. A MemoryStore
+// made with `locking: true` locks like NodeFileStore (one writer per file), with the lock
+// bytes kept in a table.
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { IoError, UsageError } from '../base/errors.js';
@@ -103,6 +104,13 @@ export class MemoryFile implements BlockFile {
 /** A FileStore of memory files keyed by normalised path; backing names resolve like POSIX paths. */
 export class MemoryStore implements FileStore {
   readonly files = new Map<string, MemoryFile>();
+  /**
+   * Off by default: a process's locks die with it, but a memory file outlives the devices a
+   * crash simulation abandons without closing, and their locks would refuse the reopen.
+   */
+  private readonly locking: boolean;
+
+  constructor(options: { locking?: boolean } = {}) { this.locking = options.locking ?? false; }
 
   add(path: string, file: MemoryFile = new MemoryFile(path)): MemoryFile {
     this.files.set(normalise(path), file);
@@ -116,15 +124,15 @@ export class MemoryStore implements FileStore {
     const file = this.files.get(normalise(path));
     if (!file) throw new IoError(`could not open '${path}': no such file`, { path, errno: 'ENOENT' });
     const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
-    return lockedView(file, file.view(mode === 'read-only'), access, path, options);
+    return this.lockedView(file, file.view(mode === 'read-only'), access, path, options);
   }
 
   async create(path: string, options: OpenFileOptions = {}): Promise<BlockFile> {
     // Check against the users of the file being replaced before replacing it.
     const old = this.files.get(normalise(path));
-    if (old) await (await lockedView(old, old.view(false), 'create', path, options)).close();
+    if (old) await (await this.lockedView(old, old.view(false), 'create', path, options)).close();
     const file = this.add(path);
-    return lockedView(file, file.view(false), 'create', path, options);
+    return this.lockedView(file, file.view(false), 'create', path, options);
   }
 
   resolveBacking(imagePath: string, backingName: string): string {
@@ -134,14 +142,14 @@ export class MemoryStore implements FileStore {
   }
 
   async identity(path: string): Promise<string> { return normalise(path); }
-}
 
-/** A view holding `access`'s locks on `file` until it is closed. */
-async function lockedView(file: MemoryFile, view: BlockFile, access: LockAccess, path: string, options: OpenFileOptions): Promise<BlockFile> {
-  if (options.lock === false) return view;
-  const opener = Symbol(path);
-  lockImage(file.locks.of(opener), access, path);
-  return { ...view, close: async () => { file.locks.releaseAll(opener); await view.close(); } };
+  /** A view holding `access`'s locks on `file` until it is closed. */
+  private async lockedView(file: MemoryFile, view: BlockFile, access: LockAccess, path: string, options: OpenFileOptions): Promise<BlockFile> {
+    if (!(options.lock ?? this.locking)) return view;
+    const opener = Symbol(path);
+    lockImage(file.locks.of(opener), access, path);
+    return { ...view, close: async () => { file.locks.releaseAll(opener); await view.close(); } };
+  }
 }
 
 /** Lock bytes to the set of openers holding a (shared) lock on each. */

@@ -1,6 +1,6 @@
 // `commit`: write what an overlay holds (data and zero clusters) into its backing file, then
 // empty the overlay unless asked to keep it. The backing file grows if it is smaller.
-import { UsageError } from '../base/errors.js';
+import { ChainError, UsageError } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import { NodeFileStore } from '../io/node-file.js';
@@ -25,7 +25,11 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
   try {
     if (!(overlay instanceof QedImage)) throw new UsageError('commit needs a QED overlay', { path });
     if (overlay.backingName === null) throw new UsageError('image does not have a backing file', { path });
-    const base = await openDevice(store.resolveBacking(path, overlay.backingName), { format: overlay.backingFormat ?? undefined, store });
+    const backingName = overlay.backingName;
+    const base = await openDevice(store.resolveBacking(path, backingName), { format: overlay.backingFormat ?? undefined, store }).catch((err: unknown) => {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new ChainError(`could not open backing file '${backingName}': ${reason}`, { path, cause: err });
+    });
     try {
       if (base.size < overlay.size) await base.resize(base.format === 'qed' ? alignUp(overlay.size, 512) : overlay.size);
       await copyAllocated(overlay, base, options.onProgress);
