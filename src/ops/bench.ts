@@ -4,6 +4,7 @@ import { UsageError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { openDevice } from './open.js';
+import { settleAll } from '../engine/device.js';
 
 export interface BenchOptions {
   format?: ImageFormat;
@@ -54,7 +55,7 @@ export async function benchImage(path: string, options: BenchOptions = {}): Prom
         if (options.flushInterval && ++sinceFlush >= options.flushInterval) { sinceFlush = 0; await device.flush(); }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(depth, count) }, worker));
+    await settleAll(Array.from({ length: Math.min(depth, count) }, worker));
     if (options.write) await device.flush();
     return { seconds: (performance.now() - started) / 1000, requests: count, bytes: count * bufferSize };
   } finally {

@@ -3,7 +3,7 @@
 // and the first difference is reported at its 512-byte sector.
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
-import type { BlockDevice } from '../engine/device.js';
+import { settleAll, type BlockDevice } from '../engine/device.js';
 import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
@@ -42,7 +42,9 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
   const bufB = new Uint8Array(chunkSize);
   for (let start = 0; start < common; start += chunkSize) {
     const length = Math.min(chunkSize, common - start);
-    const [mapA, mapB] = await Promise.all([mapChain(a, start, length), mapChain(b, start, length)]);
+    const maps = [mapChain(a, start, length), mapChain(b, start, length)];
+    await settleAll(maps);
+    const [mapA, mapB] = await Promise.all(maps);
     if (strict) {
       const at = firstStatusDifference(mapA, mapB);
       if (at >= 0) return { kind: 'status-mismatch', offset: at };
@@ -50,7 +52,7 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
     if (mapA.every((e) => e.zero) && mapB.every((e) => e.zero)) continue;
     const ra = bufA.subarray(0, length);
     const rb = bufB.subarray(0, length);
-    await Promise.all([a.read(ra, start), b.read(rb, start)]);
+    await settleAll([a.read(ra, start), b.read(rb, start)]);
     const at = firstDifference(ra, rb);
     if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
   }

@@ -6,7 +6,7 @@ import { UsageError } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
-import type { BlockDevice } from '../engine/device.js';
+import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
 import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
@@ -139,7 +139,7 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, start: number
       writes.push(target.write(piece, start + run.start));
     }
   }
-  await Promise.all(writes);
+  await settleAll(writes);
 }
 
 /** Over a backing file, write only the blocks that differ from what the target shows. */
@@ -157,5 +157,5 @@ async function writeDiffering(target: BlockDevice, wanted: Uint8Array, now: Uint
     else if (runStart < 0) runStart = pos;
   }
   flush(wanted.length);
-  await Promise.all(writes);
+  await settleAll(writes);
 }

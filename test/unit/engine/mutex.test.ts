@@ -1,9 +1,10 @@
-// Mutex, KeyedLocks and Gate: exclusion, ordering, no deadlock, errors release.
+// Mutex, RangeLocks and Gate: exclusion, ordering, no deadlock, errors release.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Gate } from '../../../src/engine/gate.js';
-import { KeyedLocks, Mutex } from '../../../src/engine/mutex.js';
+import { Mutex } from '../../../src/engine/mutex.js';
+import { RangeLocks } from '../../../src/engine/range-locks.js';
 
 /** Let `n` turns of the event loop pass, so that other tasks can run in between. */
 async function turns(n: number): Promise<void> {
@@ -34,41 +35,61 @@ test('Mutex: a body that throws passes its error on and releases the mutex', asy
   assert.equal(await next, 'ran');
 });
 
-test('KeyedLocks: one holder per key, different keys at once, all released', async () => {
-  const locks = new KeyedLocks();
-  const a = await locks.lock(1);
-  const b = await locks.lock(2); // a different key is not held up
-  assert.ok(locks.isLocked(1) && locks.isLocked(2));
-  let secondHasIt = false;
-  const second = locks.lock(1).then((release) => { secondHasIt = true; return release; });
+test('RangeLocks: overlapping ranges exclude each other, disjoint ones run at once, all released', async () => {
+  const locks = new RangeLocks();
+  const a = await locks.lock(0, 9);
+  const b = await locks.lock(10, 19); // disjoint: not held up
+  assert.ok(locks.isLocked(5) && locks.isLocked(15));
+  let overlapHasIt = false;
+  const overlapping = locks.lock(9, 10).then((release) => { overlapHasIt = true; return release; });
   await turns(3);
-  assert.equal(secondHasIt, false, 'key 1 is still held');
+  assert.equal(overlapHasIt, false, 'keys 9 and 10 are still held');
   a();
-  const release = await second;
-  assert.ok(secondHasIt);
-  release();
+  await turns(3);
+  assert.equal(overlapHasIt, false, 'key 10 is still held');
   b();
-  assert.equal(locks.size, 0);
-  assert.equal(locks.isLocked(1), false);
+  const release = await overlapping;
+  release();
+  release(); // releasing twice is harmless
+  assert.equal(locks.heldCount, 0);
 });
 
-test('KeyedLocks.lockAll: overlapping key sets in any order never deadlock and never share a key', async () => {
+test('RangeLocks: a wide waiter is not starved by narrow newcomers that overlap it', async () => {
+  const locks = new RangeLocks();
+  const first = await locks.lock(0, 0);
+  let wideHasIt = false;
+  const wide = locks.lock(0, 1_000_000).then((r) => { wideHasIt = true; return r; });
+  let narrowHasIt = false;
+  const narrow = locks.lock(500, 500).then((r) => { narrowHasIt = true; return r; });
+  await turns(3);
+  assert.equal(narrowHasIt, false, 'the narrow lock queues behind the wide waiter it overlaps');
+  const disjoint = await locks.lock(2_000_000, 2_000_000); // overlaps nobody: goes at once
+  disjoint();
+  first();
+  (await wide)();
+  assert.ok(wideHasIt);
+  (await narrow)();
+  assert.equal(locks.heldCount, 0);
+});
+
+test('RangeLocks: random overlapping ranges never share a key and never deadlock; one entry per holder', async () => {
   await fc.assert(fc.asyncProperty(
-    fc.array(fc.record({ keys: fc.uniqueArray(fc.nat(5), { minLength: 1, maxLength: 4 }), hold: fc.nat(3) }), { minLength: 2, maxLength: 12 }),
+    fc.array(fc.record({ first: fc.nat(20), span: fc.nat(6), hold: fc.nat(3) }), { minLength: 2, maxLength: 16 }),
     async (tasks) => {
-      const locks = new KeyedLocks();
+      const locks = new RangeLocks();
       const holders = new Map<number, number>();
       await Promise.all(tasks.map(async (t, id) => {
-        const release = await locks.lockAll(t.keys);
-        for (const k of t.keys) {
+        const release = await locks.lock(t.first, t.first + t.span);
+        assert.ok(locks.heldCount <= tasks.length);
+        for (let k = t.first; k <= t.first + t.span; k++) {
           assert.equal(holders.get(k), undefined, `key ${k} held by task ${holders.get(k)} and ${id}`);
           holders.set(k, id);
         }
         await turns(t.hold);
-        for (const k of t.keys) holders.delete(k);
+        for (let k = t.first; k <= t.first + t.span; k++) holders.delete(k);
         release();
       }));
-      assert.equal(locks.size, 0);
+      assert.equal(locks.heldCount, 0);
     },
   ), { numRuns: 200 });
 });
