@@ -8,19 +8,23 @@
 // table count as referenced). Clusters inside the file that nothing references are leaks.
 //
 // Repair ("fix") goes further than QEMU: invalid entries are cleared, a data cluster
-// referenced twice gets a private copy for the second reference, a file whose last cluster
-// is cut short is extended, and leaked clusters at the end of the file are truncated away.
+// referenced twice gets a private copy for the second reference (up to `maxCopies`; beyond
+// it the reference is cleared), a file whose last cluster is cut short is extended, and
+// leaks are given back: by compaction (reclaim.ts), or, for the repair on open, only those
+// at the end of the file, by truncating them away.
 // The order keeps a crash during repair recoverable: NEED_CHECK stays set until the end;
 // copies are flushed before they are linked; tables are flushed before the truncate.
-import { entryAt, putEntryAt } from '../base/bytes.js';
-import { hex } from '../base/errors.js';
+// Tables are read through table-walker.ts, never whole: a table may be 1 GiB.
+import { putEntryAt } from '../base/bytes.js';
+import { IoError, hex } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { BlockFile } from '../io/block-file.js';
 import { QED_F_NEED_CHECK, QED_UNALLOCATED, QED_ZERO_CLUSTER } from '../format/constants.js';
 import { Geometry } from '../format/geometry.js';
 import { encodeHeader, type QedHeader } from '../format/header.js';
 import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
-import { reclaimLeaks } from './reclaim.js';
+import { reclaimLeaks, truncateAt } from './reclaim.js';
+import { copyInPieces, walkTable } from './table-walker.js';
 import { UsedClusters } from './used-clusters.js';
 
 export interface CheckResult {
@@ -39,10 +43,18 @@ export interface CheckResult {
 
 export interface CheckOptions {
   fix?: 'none' | 'leaks' | 'all';
+  /**
+   * How leaks are repaired: 'compact' moves clusters down into leaked space (reclaim.ts);
+   * 'trailing' only cuts the free tail off, which needs no space and moves nothing.
+   */
+  leakRepair?: 'compact' | 'trailing';
+  /** At most this many clusters referenced twice get a private copy; further references are cleared. */
+  maxCopies?: number;
+  /** On ENOSPC while writing the copies, clear their references instead of failing. */
+  clearWhenNoSpace?: boolean;
 }
 
-/** Table bytes are read and written in pieces of this size so memory stays bounded. */
-const PIECE_BYTES = 1024 * 1024;
+interface PrivateCopy { entryHost: number; from: number; to: number }
 
 export async function checkImage(file: BlockFile, header: QedHeader, options: CheckOptions = {}): Promise<CheckResult> {
   const fix = options.fix ?? 'none';
@@ -75,19 +87,18 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   used.markRange(0, header.headerSize);
   used.markRange(header.l1TableOffset / cs, header.tableSize);
   let appendAt = alignUp(fileSize, cs);
-  const copies: Array<{ entryHost: number; from: number; to: number }> = [];
+  const copies: PrivateCopy[] = [];
+  const copyLimit = options.maxCopies ?? Infinity;
 
-  await forEachPiece(file, header.l1TableOffset, geometry.tableBytes, async (l1Piece, l1PieceOffset) => {
-    const l1View = view(l1Piece);
-    let l1Changed = false;
-    for (let i = 0; i < l1Piece.length / 8; i++) {
-      const l2Offset = entryAt(l1View, i);
+  await walkTable(file, header.l1TableOffset, geometry.tableBytes, async (l1Piece) => {
+    for (let i = 0; i < l1Piece.entryCount; i++) {
+      const l2Offset = l1Piece.entry(i);
       if (l2Offset === QED_UNALLOCATED) continue;
-      const entryHost = l1PieceOffset + i * 8;
+      const entryHost = l1Piece.entryHost(i);
       if (!isValidTableOffset(l2Offset, geometry.tableBytes, cs, geometry.headerBytes, fileLimit)) {
         result.corruptions++;
         result.problems.push(`L1 entry at ${hex(entryHost)}: invalid L2 table offset ${hex(l2Offset)}`);
-        if (fixAll) { putEntryAt(l1View, i, 0); l1Changed = true; result.corruptionsFixed++; }
+        if (fixAll) { l1Piece.setEntry(i, 0); result.corruptionsFixed++; }
         continue;
       }
       fixedByExtension(l2Offset, geometry.tableBytes, `L1 entry at ${hex(entryHost)}`);
@@ -99,13 +110,11 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
         continue;
       }
       let lastData = 0;
-      await forEachPiece(file, l2Offset, geometry.tableBytes, async (l2Piece, l2PieceOffset) => {
-        const l2View = view(l2Piece);
-        let l2Changed = false;
-        for (let j = 0; j < l2Piece.length / 8; j++) {
-          const entry = entryAt(l2View, j);
+      await walkTable(file, l2Offset, geometry.tableBytes, (l2Piece) => {
+        for (let j = 0; j < l2Piece.entryCount; j++) {
+          const entry = l2Piece.entry(j);
           if (entry === QED_UNALLOCATED || entry === QED_ZERO_CLUSTER) continue;
-          const l2EntryHost = l2PieceOffset + j * 8;
+          const l2EntryHost = l2Piece.entryHost(j);
           result.allocatedClusters++;
           if (lastData !== 0 && entry !== lastData + cs) result.fragmentedClusters++;
           lastData = entry;
@@ -115,37 +124,35 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           result.corruptions++;
           if (!valid) {
             result.problems.push(`L2 entry at ${hex(l2EntryHost)}: invalid cluster offset ${hex(entry)}`);
-            if (fixAll) { putEntryAt(l2View, j, 0); l2Changed = true; result.corruptionsFixed++; }
+            if (fixAll) { l2Piece.setEntry(j, 0); result.corruptionsFixed++; }
+            continue;
+          }
+          const problem = `L2 entry at ${hex(l2EntryHost)}: cluster ${hex(entry)} is referenced more than once`;
+          if (!fixAll) { result.problems.push(problem); continue; }
+          if (copies.length < copyLimit) {
+            // A private copy for this reference; linked only after the copy is durable.
+            result.problems.push(problem);
+            copies.push({ entryHost: l2EntryHost, from: entry, to: appendAt });
+            used.markRange(appendAt / cs, 1);
+            appendAt += cs;
           } else {
-            result.problems.push(`L2 entry at ${hex(l2EntryHost)}: cluster ${hex(entry)} is referenced more than once`);
-            if (fixAll) {
-              // A private copy for this reference; linked only after the copy is durable.
-              copies.push({ entryHost: l2EntryHost, from: entry, to: appendAt });
-              used.markRange(appendAt / cs, 1);
-              appendAt += cs;
-            }
+            result.problems.push(`${problem}; cleared (over the limit on copies)`);
+            l2Piece.setEntry(j, 0);
+            result.corruptionsFixed++;
           }
         }
-        if (l2Changed) await file.write(l2Piece, l2PieceOffset);
       });
     }
-    if (l1Changed) await file.write(l1Piece, l1PieceOffset);
   });
 
   if (copies.length > 0) {
-    const buf = new Uint8Array(cs);
+    const copied = await writeCopies(file, copies, cs, options.clearWhenNoSpace === true);
     for (const copy of copies) {
-      await file.read(buf, copy.from);
-      await file.write(buf, copy.to);
-    }
-    await file.flush();
-    const entry = new Uint8Array(8);
-    for (const copy of copies) {
-      putEntryAt(view(entry), 0, copy.to);
-      await file.write(entry, copy.entryHost);
+      if (!copied) result.problems.push(`L2 entry at ${hex(copy.entryHost)}: cleared (no space for a copy of ${hex(copy.from)})`);
       result.corruptionsFixed++;
     }
-    fileSize = Math.max(fileSize, appendAt);
+    if (copied) fileSize = Math.max(fileSize, appendAt);
+    else for (const copy of copies) used.unmark(copy.to / cs);
   }
 
   const totalFileClusters = qemuFileSize(fileSize, cs) / cs;
@@ -157,7 +164,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   if ((fix === 'leaks' || fixAll) && result.leaks > 0 && corruptionsLeft === 0) {
     // Entries fixed above must be durable before anything moves into the space they freed [engine I4].
     await file.flush();
-    const end = await reclaimLeaks(file, header);
+    const end = (options.leakRepair ?? 'compact') === 'compact' ? await reclaimLeaks(file, header) : await truncateTrailingLeaks(file, usedEnd);
     const remaining = Math.max(0, qemuFileSize(end, cs) / cs - used.total);
     result.leaksFixed += result.leaks - remaining;
     result.leaks = remaining;
@@ -175,12 +182,34 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   return result;
 }
 
-async function forEachPiece(file: BlockFile, offset: number, length: number, visit: (piece: Uint8Array, pieceOffset: number) => Promise<void>): Promise<void> {
-  for (let done = 0; done < length; done += PIECE_BYTES) {
-    const piece = new Uint8Array(Math.min(PIECE_BYTES, length - done));
-    await file.read(piece, offset + done);
-    await visit(piece, offset + done);
+/**
+ * Write the private copies, flush, then link each to its reference. With `clearWhenNoSpace`,
+ * a disk too full for them gets none: the space they took is cut off again and each of their
+ * references is cleared instead (returns false).
+ */
+async function writeCopies(file: BlockFile, copies: readonly PrivateCopy[], cs: number, clearWhenNoSpace: boolean): Promise<boolean> {
+  const endBefore = await file.size();
+  let copied = true;
+  try {
+    for (const copy of copies) await copyInPieces(file, copy.from, copy.to, cs);
+    await file.flush();
+  } catch (err) {
+    if (!clearWhenNoSpace || !(err instanceof IoError) || err.errno !== 'ENOSPC') throw err;
+    await truncateTrailingLeaks(file, endBefore);
+    copied = false;
   }
+  const entry = new Uint8Array(8);
+  for (const copy of copies) {
+    putEntryAt(view(entry), 0, copied ? copy.to : QED_UNALLOCATED);
+    await file.write(entry, copy.entryHost);
+  }
+  return copied;
+}
+
+/** Cut the free tail after `usedEnd` (bytes), durably; returns the file's end. */
+async function truncateTrailingLeaks(file: BlockFile, usedEnd: number): Promise<number> {
+  await truncateAt(file, usedEnd);
+  return file.size();
 }
 
 /** bdrv_getlength rounds up to a sector; qed.c then rounds down to a cluster. */

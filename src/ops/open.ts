@@ -27,9 +27,28 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
   return openImage(path, { ...options, store: options.store ?? new NodeFileStore(), repair: repairOnOpen });
 }
 
-/** The check-and-repair a read-write open of a dirty image runs; refuses if corruption remains. */
+/**
+ * Private copies the repair on open may make for clusters referenced more than once. QEMU's
+ * repair copies nothing (it reports the corruption and leaves it); a copy per reference
+ * would let one hostile L2 table whose entries all name one cluster make an open write
+ * thousands of clusters (issue 15). So a few references get their copy, so that guest data a
+ * buggy writer shared stays readable, and any beyond these are cleared (they read as the
+ * backing file or zeros); `qed check -r all` copies them all.
+ */
+export const OPEN_REPAIR_MAX_COPIES = 16;
+
+/**
+ * The check-and-repair a read-write open of a dirty image runs (as QEMU's qed_open runs
+ * qed_check): it fixes corruptions and cuts leaked clusters off the end of the file, and
+ * leaves leaks inside the file to `qed check -r leaks|all`, since reclaiming those moves
+ * clusters and needs room for the copies. So it needs no new space (a full disk still
+ * opens): the bounded copies above are given up for cleared references on ENOSPC. Refuses
+ * if corruption remains.
+ */
 export async function repairOnOpen(file: BlockFile, header: QedHeader): Promise<void> {
-  const result = await checkImage(file, header, { fix: 'all' });
+  const result = await checkImage(file, header, {
+    fix: 'all', leakRepair: 'trailing', maxCopies: OPEN_REPAIR_MAX_COPIES, clearWhenNoSpace: true,
+  });
   if (result.corruptions > 0 || result.checkErrors > 0) {
     throw new FormatError(`image needs repair that could not be completed (${result.corruptions} corruptions remain: ${result.problems[0] ?? 'unknown'})`, { path: file.path });
   }
