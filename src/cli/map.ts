@@ -1,6 +1,7 @@
 // qed map [-f FMT] [-U] [--output=human|json] [--start-offset N] [--max-length N] FILE
 import type { Command } from 'commander';
-import { mapChain, type MapEntry } from '../ops/map.js';
+import { chainBlockStatus } from '../engine/chain-status.js';
+import type { MapEntry } from '../ops/map.js';
 import { openDevice } from '../ops/open.js';
 import { parseFormat, parseOutput } from './options.js';
 import { type RunCommand, writeOut } from './report.js';
@@ -23,8 +24,7 @@ export function registerMap(program: Command, run: RunCommand): void {
       try {
         const start = Math.min(parseSize(flags.startOffset, 'start offset'), device.size);
         const length = Math.min(flags.maxLength === undefined ? Infinity : parseSize(flags.maxLength, 'length'), device.size - start);
-        const entries = await mapChain(device, start, length);
-        writeOut(flags.output === 'json' ? jsonMap(entries) : humanMap(entries));
+        await streamMap(chainBlockStatus(device, start, length), flags.output === 'json');
       } finally {
         await device.close();
       }
@@ -32,19 +32,22 @@ export function registerMap(program: Command, run: RunCommand): void {
     }));
 }
 
-function jsonMap(entries: MapEntry[]): string {
-  const lines = entries.map((e) => `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}${e.offset === undefined ? '' : `, "offset": ${e.offset}`}}`);
-  return `[${lines.join(',\n')}]\n`;
+/** Printed as the walk goes, a batch of lines at a time: a map of a huge disk never sits in memory. */
+async function streamMap(entries: AsyncIterable<MapEntry>, json: boolean): Promise<void> {
+  let text = json ? '[' : 'Offset          Length          Mapped to       File\n';
+  let first = true;
+  for await (const e of entries) {
+    if (json) {
+      text += `${first ? '' : ',\n'}{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}${e.offset === undefined ? '' : `, "offset": ${e.offset}`}}`;
+    } else if (e.data && !e.zero && e.offset !== undefined) {
+      text += `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset)}${e.filename ?? ''}\n`;
+    }
+    first = false;
+    if (text.length > 64 * 1024) { writeOut(text); text = ''; }
+  }
+  writeOut(json ? `${text}]\n` : text);
 }
 
 function hex16(n: number): string {
   return (n === 0 ? '0' : `0x${n.toString(16)}`).padEnd(16);
-}
-
-function humanMap(entries: MapEntry[]): string {
-  let text = 'Offset          Length          Mapped to       File\n';
-  for (const e of entries) {
-    if (e.data && !e.zero && e.offset !== undefined) text += `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset)}${e.filename ?? ''}\n`;
-  }
-  return text;
 }
