@@ -8,6 +8,7 @@ import { type ImageFormat, probeFormat } from '../format/probe.js';
 import type { BlockDevice } from './device.js';
 import { QedImage } from './qed-image.js';
 import { RawImage } from './raw-image.js';
+import type { Scheduler } from './scheduler.js';
 
 /** Backing files below an image, at most. QEMU has no limit; a deeper chain is a mistake or an attack. */
 export const MAX_CHAIN_DEPTH = 64;
@@ -22,6 +23,8 @@ export interface OpenImageOptions {
   format?: ImageFormat;
   cacheBytes?: number;
   idleFlushMs?: number;
+  /** Timers and turns for the idle writeback and long walks (tests drive time with their own). */
+  scheduler?: Scheduler;
   maxChainDepth?: number;
   /** Without it, a read-write open of an image that needs a check is refused. */
   repair?: RepairHook;
@@ -127,6 +130,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     backingFormat: info.backingFormat,
     cacheBytes: options.cacheBytes,
     idleFlushMs: options.idleFlushMs,
+    scheduler: options.scheduler,
   });
   try {
     await image.clearAutoclearFeatures();

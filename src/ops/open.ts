@@ -15,6 +15,7 @@ export interface OpenOptions {
   store?: FileStore;
   cacheBytes?: number;
   idleFlushMs?: number;
+  scheduler?: OpenImageOptions['scheduler'];
   noBacking?: boolean;
   /** false: take no image locks; see OpenImageOptions. */
   lock?: boolean;
