@@ -128,16 +128,16 @@ async function read(device: BlockDevice, words: string[], io: IoOutput): Promise
 }
 
 async function write(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
-  const { flags, args } = getopt(words, 'Pzuq', 'P');
+  const { flags, args } = getopt(words, 'Pzufq', 'P');
   const { offset, length } = offsetAndLength('write', args);
   if (flags.has('u') && !flags.has('z')) throw new UsageError('-u requires -z to be specified');
   if (flags.has('z') && flags.has('P')) throw new UsageError('-z and -P cannot be specified at the same time');
   const started = performance.now();
   if (flags.has('z')) {
-    await device.writeZeroes(offset, length, { mayUnmap: flags.has('u') });
+    await device.writeZeroes(offset, length, { mayUnmap: flags.has('u'), fua: flags.has('f') });
   } else {
     const pattern = flags.has('P') ? parsePattern(flags.get('P') as string) : 0xcd;
-    await device.write(new Uint8Array(length).fill(pattern), offset);
+    await device.write(new Uint8Array(length).fill(pattern), offset, { fua: flags.has('f') });
   }
   const seconds = (performance.now() - started) / 1000;
   if (!flags.has('q')) reportTransfer(io, 'wrote', length, offset, seconds);

@@ -13,7 +13,7 @@ export function registerIo(program: Command, run: RunCommand): void {
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('-r, --read-only', 'open the image read-only')
     .option('-U, --force-share', 'with -r: open even if another process is writing the image (what is read may be inconsistent)')
-    .option('-c, --cmd <command>', 'a command: read [-P pat] [-v] OFF LEN, write [-P pat | -z [-u]] OFF LEN, discard OFF LEN, flush, map, truncate SIZE, length', (v: string, prev: string[]) => [...prev, v], [])
+    .option('-c, --cmd <command>', 'a command: read [-P pat] [-v] OFF LEN, write [-f] [-P pat | -z [-u]] OFF LEN, discard OFF LEN, flush, map, truncate SIZE, length', (v: string, prev: string[]) => [...prev, v], [])
     .argument('<file>')
     .addHelpText('after', "\nExample:\n  qed io -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k' -c flush disk.qed")
     .action((file: string, flags: { format?: string; readOnly?: boolean; forceShare?: boolean; cmd: string[] }) => run('io', file, async () => {
