@@ -8,7 +8,9 @@ import type { BlockFile } from '../../src/io/block-file.js';
 import { encodeHeader, type QedHeader } from '../../src/format/header.js';
 import { QED_F_NEED_CHECK } from '../../src/format/constants.js';
 import { repairOnOpen } from '../../src/ops/open.js';
+import type { WriteOptions, WriteZeroesOptions } from '../../src/engine/device.js';
 import { type RunOptions, type Workload, exploreUntil, patternBytes } from '../support/crash-explorer.js';
+import { closeWorkloads, fuaWorkloads } from '../support/lifecycle-workloads.js';
 
 const KiB = 1024;
 
@@ -20,6 +22,33 @@ class SkipsNeedCheck extends QedImage {
 /** [I2] removed: entries are written before the copied-on-write data is durable. */
 class LinksBeforeData extends QedImage {
   protected override async syncDataBeforeLinks(): Promise<void> { /* broken on purpose */ }
+}
+
+/**
+ * [L1] removed: close() writes back and flushes at once, while admitted requests are still
+ * running, and closes the file after they settle with no second writeback. Requests still
+ * resolve and newcomers still get SHUTDOWN, so only the content check can tell.
+ */
+class WritesBackBeforeDrain extends QedImage {
+  override close(): Promise<void> {
+    const early = this.flushAll(); // broken on purpose
+    const closing = super.close();
+    return Promise.all([early, closing]).then(() => undefined);
+  }
+  protected override async closeFiles(): Promise<void> {
+    this.cache.clear();
+    await this.file.close();
+  }
+}
+
+/** FUA ignored: the write is acknowledged with no flush behind it. */
+class IgnoresFua extends QedImage {
+  override write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
+    return super.write(buf, offset, { ...options, fua: false });
+  }
+  override writeZeroes(offset: number, length: number, options: WriteZeroesOptions = {}): Promise<void> {
+    return super.writeZeroes(offset, length, { ...options, fua: false });
+  }
 }
 
 /** A repair that declares the image clean before its fixes are durable, then repairs. */
@@ -89,4 +118,12 @@ test('an engine that links copied-on-write clusters before their data is durable
 
 test('a repair that clears NEED_CHECK before its fixes are durable is caught when it is interrupted', async () => {
   assert.ok(await violationsOf('repair clearing NEED_CHECK first', { repair: clearsNeedCheckFirst, focus: 'repair' }, writesAndFlushes(false)) > 0);
+});
+
+test('an engine whose close() writes back before the requests in flight settled is caught', async () => {
+  assert.ok(await violationsOf('writeback before drain', { imageClass: WritesBackBeforeDrain }, closeWorkloads[0]!) > 0);
+});
+
+test('an engine that acknowledges FUA writes without making them durable is caught', async () => {
+  assert.ok(await violationsOf('FUA ignored', { imageClass: IgnoresFua }, fuaWorkloads[0]!) > 0);
 });

@@ -101,3 +101,31 @@ test('the content check finds a third value in a written sector and in one no wr
   assert.match(problems[1]!, /sector at 0x9000 holds bytes no write produced/);
   await device.close();
 });
+
+test('a close that resolved covers every write acknowledged before it, even one still in flight when close began', () => {
+  const log = new GuestLog();
+  const w = (data: number, issued: number, acked: number) => ({ offset: 0, length: 512, data: filled(512, data), issued, acked });
+  // Write 1 acknowledged, close issued at 3 while write 2 (issued at 2) is in flight; write 2 acknowledged at 4, close at 5.
+  log.writes.push(w(1, 0, 1), w(2, 2, 4));
+  log.syncs.push({ issued: 3, acked: 5, drains: true });
+  const model = new ContentModel(filled(512, 0), 512, log);
+  const valuesAt = (before: number) => model.expectationAt(before).candidates.get(0)!.map((v) => v[0]);
+  assert.deepEqual(valuesAt(5), [0, 1, 2], 'before close is acknowledged nothing is promised');
+  assert.deepEqual(valuesAt(6), [2], 'after it, the write acknowledged during close is durable');
+  log.syncs[0]!.drains = false;
+  assert.deepEqual(valuesAt(6), [1, 2], 'a flush issued at 3 would cover only write 1');
+});
+
+test('a FUA write is durable from its acknowledgement on; a plain write beside it is not', () => {
+  const log = new GuestLog();
+  log.writes.push(
+    { offset: 0, length: 512, data: filled(512, 1), issued: 1, acked: 2 },
+    { offset: 0, length: 512, data: filled(512, 2), issued: 3, acked: 4, fua: true },
+    { offset: 512, length: 512, data: filled(512, 3), issued: 5, acked: 6 },
+  );
+  const model = new ContentModel(filled(1024, 0), 1024, log);
+  const valuesAt = (before: number, sector: number) => model.expectationAt(before).candidates.get(sector)!.map((v) => v[0]);
+  assert.deepEqual(valuesAt(4, 0), [0, 1, 2], 'in flight, the FUA write promises nothing yet');
+  assert.deepEqual(valuesAt(5, 0), [2], 'acknowledged, it replaced the initial content and write 1');
+  assert.deepEqual(valuesAt(7, 1), [0, 3], 'a plain write acknowledged later is still old or new');
+});

@@ -22,7 +22,9 @@ export interface Expectation {
  * The guest-level promise. A crash before tick `before` (with every request acknowledged
  * before it) must leave each sector holding a value some write could have left: the initial
  * content or a write's bytes, minus those a durable write has replaced. A write is durable
- * when it was acknowledged before a sync that was itself acknowledged before the crash began.
+ * when it was acknowledged before a sync that was itself acknowledged before the crash began
+ * (before the sync was issued, for a flush; before it was acknowledged, for a close, which
+ * drains the requests in flight first), or when it was a FUA write acknowledged before then.
  */
 export class ContentModel {
   /** Writes touching each sector, in issue order. */
@@ -50,8 +52,11 @@ export class ContentModel {
    * open, or was closed by a process that kept running), so every acknowledged write counts.
    */
   expectationAt(before: number, live = false): Expectation {
-    const lastSync = live ? Infinity : Math.max(-Infinity, ...this.log.syncs.filter((s) => s.acked < before).map((s) => s.issued));
-    const durable = (w: GuestWrite): boolean => w.acked < lastSync;
+    // A flush covers what was acknowledged before it was issued; a close, what was acknowledged before it was.
+    const lastSync = live ? Infinity
+      : Math.max(-Infinity, ...this.log.syncs.filter((s) => s.acked < before).map((s) => (s.drains ? s.acked : s.issued)));
+    // A FUA write is durable once acknowledged.
+    const durable = (w: GuestWrite): boolean => w.acked < lastSync || (w.fua === true && w.acked < before);
     const candidates = new Map<number, Uint8Array[]>();
     for (const [sector, writes] of this.bySector) {
       const issued = writes.filter((w) => w.issued < before);

@@ -30,5 +30,5 @@ export {
   addResult, emptyResult, exploreRecording, type ExploreOptions, type ExploreResult, type Violation,
 } from './explore-recording.js';
 export {
-  crashSeed, exploreInWorker, exploreUntil, reportLine, soakFactor, type RunOptions, type WorkloadSource,
+  crashSeed, exploreInWorker, exploreUntil, reportLine, soakFactor, type RunOptions, type RunTuning, type WorkloadSource,
 } from './crash-run.js';

@@ -6,6 +6,7 @@ import type { QedImage } from '../../src/engine/qed-image.js';
 import type { RepairHook } from '../../src/engine/open.js';
 import { recordWorkload, type Workload } from './crash-workload.js';
 import { addResult, emptyResult, exploreRecording, type ExploreOptions, type ExploreResult } from './explore-recording.js';
+import type { CrashStateOptions } from './crash-states.js';
 
 /** QED_CRASH_SEED repeats a run; otherwise each run explores new states. */
 export function crashSeed(): number {
@@ -35,7 +36,14 @@ export interface RunOptions {
    * dirty state in 6; the target then counts those.
    */
   focus?: 'workload' | 'repair';
+  /** How many crash states of each epoch to try (crash-states.ts; its defaults otherwise). */
+  states?: CrashStateOptions;
+  /** About how many states go to `qemu-img check` too (default 100; each costs a process). */
+  qemuSamples?: number;
 }
+
+/** The knobs a test may pass to a run on the worker thread. */
+export type RunTuning = Pick<RunOptions, 'states' | 'qemuSamples'>;
 
 /**
  * Explore the workloads round after round, each round with new seeds, until `targetStates`
@@ -48,11 +56,12 @@ export async function exploreUntil(label: string, workloads: Workload[], targetS
   const target = targetStates * soakFactor();
   log(`crash explorer (${label}): seed ${seed}, target ${target} states (QED_CRASH_SEED=${seed} repeats this run)`);
   const dir = mkdtempSync('/dev/shm/qed-crash-');
-  const every = Math.max(1, Math.floor(targetStates / QEMU_SAMPLES_PER_RUN));
+  const every = Math.max(1, Math.floor(targetStates / (run.qemuSamples ?? QEMU_SAMPLES_PER_RUN)));
   const repairEvery = repairsOnly ? 6 : 100;
   let qemuCounter = 0;
   let dirtyCounter = 0;
   const options: ExploreOptions = {
+    ...run.states,
     stopAfter: 20,
     qemuSample: () => (qemuCounter++ % every === 0 ? dir : null),
     repairCrashSample: () => dirtyCounter++ % repairEvery === 0,
@@ -96,9 +105,10 @@ export interface WorkloadSource { moduleUrl: string; exportName: string }
  * async hook, which costs the explorer (millions of promises) about 40% of its time; a worker
  * thread has no such hook. The modules must not start tests when imported off the main thread.
  */
-export function exploreInWorker(sources: WorkloadSource[], label: string, targetStates: number, focus: RunOptions['focus'] = 'workload'): Promise<ExploreResult> {
+export function exploreInWorker(sources: WorkloadSource[], label: string, targetStates: number, focus: RunOptions['focus'] = 'workload',
+  tuning: RunTuning = {}): Promise<ExploreResult> {
   return new Promise((resolve, reject) => {
-    const job: ExploreJob = { sources, label, targetStates, focus };
+    const job: ExploreJob = { sources, label, targetStates, focus, tuning };
     const worker = new Worker(new URL(import.meta.url), { workerData: job });
     let result: ExploreResult | null = null;
     worker.on('message', (message: { log?: string; result?: ExploreResult }) => {
@@ -110,14 +120,14 @@ export function exploreInWorker(sources: WorkloadSource[], label: string, target
   });
 }
 
-interface ExploreJob { sources: WorkloadSource[]; label: string; targetStates: number; focus: RunOptions['focus'] }
+interface ExploreJob { sources: WorkloadSource[]; label: string; targetStates: number; focus: RunOptions['focus']; tuning: RunTuning }
 
 async function runExploreJob(job: ExploreJob): Promise<void> {
   const workloads: Workload[] = [];
   for (const { moduleUrl, exportName } of job.sources) {
     workloads.push(...((await import(moduleUrl)) as Record<string, Workload[]>)[exportName]!);
   }
-  const result = await exploreUntil(job.label, workloads, job.targetStates, { focus: job.focus, log: (line) => parentPort!.postMessage({ log: line }) });
+  const result = await exploreUntil(job.label, workloads, job.targetStates, { ...job.tuning, focus: job.focus, log: (line) => parentPort!.postMessage({ log: line }) });
   parentPort!.postMessage({ result });
 }
 

@@ -1,6 +1,6 @@
 // The guest's side of a crash test: a recorder that calls the device and logs when each write,
 // sync and resize was issued and acknowledged, on the clock the recording file shares.
-import type { BlockDevice } from '../../src/engine/device.js';
+import type { BlockDevice, WriteOptions, WriteZeroesOptions } from '../../src/engine/device.js';
 import { QedImage } from '../../src/engine/qed-image.js';
 import { EventClock, SECTOR } from './crash-file.js';
 
@@ -12,8 +12,19 @@ export interface GuestWrite {
   issued: number;
   /** Infinity until acknowledged; a rejected request is never acknowledged. */
   acked: number;
+  /** Written with FUA: durable once acknowledged, whatever flushes follow. */
+  fua?: boolean;
 }
-export interface GuestSync { issued: number; acked: number }
+export interface GuestSync {
+  issued: number;
+  acked: number;
+  /**
+   * A close: it first lets every request admitted before it settle (checked-device.ts [L1]),
+   * so once acknowledged it makes durable every write acknowledged before it, not only those
+   * acknowledged before it was issued.
+   */
+  drains?: boolean;
+}
 export interface GuestResize { size: number; issued: number; acked: number }
 
 export class GuestLog {
@@ -30,19 +41,21 @@ export class GuestRecorder {
 
   get size(): number { return this.device.size; }
 
-  async write(data: Uint8Array, offset: number): Promise<void> {
+  async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
     checkSectorAligned(offset, data.length);
     const entry: GuestWrite = { offset, length: data.length, data: data.slice(), issued: this.clock.tick(), acked: Infinity };
+    if (options?.fua) entry.fua = true;
     this.log.writes.push(entry);
-    await this.device.write(data, offset);
+    await this.device.write(data, offset, options);
     entry.acked = this.clock.tick();
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  async writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
     checkSectorAligned(offset, length);
     const entry: GuestWrite = { offset, length, data: null, issued: this.clock.tick(), acked: Infinity };
+    if (options?.fua) entry.fua = true;
     this.log.writes.push(entry);
-    await this.device.writeZeroes(offset, length);
+    await this.device.writeZeroes(offset, length, options);
     entry.acked = this.clock.tick();
   }
 
@@ -50,7 +63,7 @@ export class GuestRecorder {
   discard(offset: number, length: number): Promise<void> { return this.device.discard(offset, length); }
 
   flush(): Promise<void> { return this.sync(() => this.device.flush()); }
-  close(): Promise<void> { return this.sync(() => this.device.close()); }
+  close(): Promise<void> { return this.sync(() => this.device.close(), true); }
 
   async resize(size: number): Promise<void> {
     const entry: GuestResize = { size, issued: this.clock.tick(), acked: Infinity };
@@ -64,8 +77,9 @@ export class GuestRecorder {
     if (this.device instanceof QedImage) await this.device.quiesce();
   }
 
-  private async sync(run: () => Promise<void>): Promise<void> {
+  private async sync(run: () => Promise<void>, drains = false): Promise<void> {
     const entry: GuestSync = { issued: this.clock.tick(), acked: Infinity };
+    if (drains) entry.drains = true;
     this.log.syncs.push(entry);
     await run();
     entry.acked = this.clock.tick();
