@@ -75,3 +75,64 @@ export function storeWith(base: FileStore, path: string, file: BlockFile): FileS
     identity: (p) => base.identity(p),
   };
 }
+
+/**
+ * A BlockFile that fails one chosen read or write and delays others by real time, and counts
+ * what is in flight and what was ever issued: to see that a request that failed in one of its
+ * parts rejects only once none of its I/O is in flight, and that nothing of it lands later.
+ * A delayed write reaches the inner file only when its delay is over, as a straggler would.
+ */
+export class SteeredFile implements BlockFile {
+  inFlight = 0;
+  /** Reads and writes issued so far. */
+  issued = 0;
+  readonly fired: FiredFault[] = [];
+  /** The first read or write this accepts fails with EIO (once), after its delay. */
+  failWhen: ((op: 'read' | 'write', offset: number, length: number) => boolean) | null = null;
+  /** Milliseconds a read or write takes; 0 completes it as the inner file does. */
+  delayOf: (op: 'read' | 'write', offset: number, length: number) => number = () => 0;
+
+  constructor(readonly inner: BlockFile) {}
+
+  get path(): string { return this.inner.path; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+
+  read(buf: Uint8Array, offset: number): Promise<number> {
+    return this.steer('read', offset, buf.length, () => this.inner.read(buf, offset));
+  }
+  write(buf: Uint8Array, offset: number): Promise<void> {
+    return this.steer('write', offset, buf.length, () => this.inner.write(buf, offset));
+  }
+  flush(): Promise<void> { return this.inner.flush(); }
+  size(): Promise<number> { return this.inner.size(); }
+  truncate(size: number): Promise<void> { return this.inner.truncate(size); }
+  close(): Promise<void> { return this.inner.close(); }
+
+  private async steer<T>(op: 'read' | 'write', offset: number, length: number, run: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    this.issued++;
+    try {
+      const fails = this.fired.length === 0 && this.failWhen !== null && this.failWhen(op, offset, length);
+      if (fails) this.fired.push({ op, point: this.issued, offset });
+      const ms = this.delayOf(op, offset, length);
+      if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+      if (fails) {
+        const cause = Object.assign(new Error(`EIO: injected ${op} fault`), { code: 'EIO', errno: ERRNO.EIO, syscall: op });
+        throw wrapIoError(op, this.path, offset, cause);
+      }
+      return await run();
+    } finally {
+      this.inFlight--;
+    }
+  }
+}
+
+/** A store that hands out the given files for their paths and defers everything else to `base`. */
+export function storeWithFiles(base: FileStore, files: ReadonlyMap<string, BlockFile>): FileStore {
+  return {
+    open: (p, mode, options) => (files.has(p) ? Promise.resolve(files.get(p)!) : base.open(p, mode, options)),
+    create: (p, options) => base.create(p, options),
+    resolveBacking: (p, name) => base.resolveBacking(p, name),
+    identity: (p) => base.identity(p),
+  };
+}
