@@ -11,17 +11,10 @@ import { reclaimLeaks } from '../../../src/check/reclaim.js';
 import { ImageBuilder } from '../../support/image-builder.js';
 import { guestClusters } from '../../support/guest-clusters.js';
 import { CountingFile } from '../../support/counting-file.js';
-import { Random } from '../../support/crash-random.js';
+import { dataFor, lowLeakImage, randomLeakyImage, tableWallImage } from '../../support/leaky-images.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** A cluster whose bytes say which guest cluster it holds. */
-function dataFor(guestCluster: number, clusterSize: number): Uint8Array {
-  const bytes = new Uint8Array(clusterSize).fill((guestCluster % 251) + 1);
-  new DataView(bytes.buffer).setUint32(0, guestCluster, true);
-  return bytes;
-}
 
 async function checkOf(file: MemoryFile) {
   const view = file.view(true);
@@ -43,64 +36,29 @@ async function reclaimAndVerify(file: MemoryFile): Promise<CountingFile> {
 }
 
 test('one leaked cluster under 5000 data clusters is reclaimed in one round: the file loses one cluster, with 3 flushes and 1 scan of the tables', async () => {
-  const cs = 4 * KiB;
-  const b = new ImageBuilder({ clusterSize: cs, tableSize: 4, imageSize: 64 * MiB });
-  for (let g = 0; g < 5000; g++) b.mapData(g, dataFor(g, cs));
-  const file = b.toFile();
-  // Orphan guest cluster 3 (low in the file): its entry cleared, its cluster a leak.
-  const table = b.tableOf(0);
-  file.writeSync(new Uint8Array(8), table + 3 * 8);
+  const { file, builder } = lowLeakImage(5000);
   const sizeBefore = file.sizeSync;
   assert.equal((await checkOf(file)).leaks, 1);
 
   const counting = await reclaimAndVerify(file);
-  assert.equal(file.sizeSync, sizeBefore - cs, 'exactly the leaked cluster is given back');
+  assert.equal(file.sizeSync, sizeBefore - builder.cs, 'exactly the leaked cluster is given back');
   assert.equal(counting.flushes, 3, 'copy, switch, truncate');
-  const tableBytes = (1 + 3) * b.tableBytes; // the L1 table and three L2 tables
-  assert.ok(counting.bytesRead <= tableBytes + cs, `read ${counting.bytesRead} bytes: more than the tables once and one cluster`);
+  const tableBytes = (1 + 3) * builder.tableBytes; // the L1 table and three L2 tables
+  assert.ok(counting.bytesRead <= tableBytes + builder.cs, `read ${counting.bytesRead} bytes: more than the tables once and one cluster`);
 });
 
 test('a leaked cluster under a wall of L2 tables is given back: the tables are parked past the end, then brought down packed', async () => {
-  const cs = 4 * KiB;
-  const b = new ImageBuilder({ clusterSize: cs, tableSize: 4, imageSize: 64 * MiB });
-  const data = [0, 1, 2].map((g) => b.appendData(dataFor(g * b.entriesPerTable, cs)));
-  b.append(1); // the leak, with only tables above it
-  for (const [l1Index, dataOffset] of data.entries()) {
-    const table = b.appendTable();
-    b.setL1(l1Index, table);
-    b.setL2(table, 0, dataOffset);
-  }
-  const file = b.toFile();
+  const { file, builder } = tableWallImage();
   const sizeBefore = file.sizeSync;
   assert.equal((await checkOf(file)).leaks, 1);
   await reclaimAndVerify(file);
-  assert.equal(file.sizeSync, sizeBefore - cs);
+  assert.equal(file.sizeSync, sizeBefore - builder.cs);
 });
 
 test('random layouts of tables, data and leaks (single clusters, table-sized runs, orphaned entries) are compacted to no leak at all, in at most five rounds', async () => {
   for (let seed = 1; seed <= 100; seed++) {
-    const rng = new Random(seed);
-    const cs = 4 * KiB;
-    const tableSize = [1, 2, 4][rng.int(3)]!;
-    const b = new ImageBuilder({ clusterSize: cs, tableSize, imageSize: 256 * MiB });
-    const perTable = b.entriesPerTable;
-    const mapped: Array<{ table: number; index: number }> = [];
-    for (let step = 0; step < 80; step++) {
-      const roll = rng.int(10);
-      if (roll === 0) b.append(1);
-      else if (roll === 1) b.append(tableSize);
-      else {
-        const guest = rng.int(20) * perTable + rng.int(perTable);
-        if (mapped.some((m) => m.table === Math.floor(guest / perTable) && m.index === guest % perTable)) continue;
-        b.mapData(guest, dataFor(guest, cs));
-        mapped.push({ table: Math.floor(guest / perTable), index: guest % perTable });
-      }
-    }
-    if (rng.int(2) === 0) b.append(1 + rng.int(3)); // a trailing leak too
-    const file = b.toFile();
-    for (const m of mapped) if (rng.int(8) === 0) file.writeSync(new Uint8Array(8), b.tableOf(m.table) + m.index * 8);
     try {
-      const counting = await reclaimAndVerify(file);
+      const counting = await reclaimAndVerify(randomLeakyImage(seed).file);
       // A round flushes three times; a park and its return take two rounds.
       assert.ok(counting.flushes <= 5 * 3, `${counting.flushes} flushes`);
     } catch (err) {
