@@ -1,8 +1,11 @@
 // Scenario generation and execution for the engine-vs-model property test: random images
 // (geometry, size, backing chain, cache size) and random steps (batches of concurrent
-// requests, reopens), run against the engine on a JitterStore and against DiskModel.
+// requests, with FUA, NO_HOLE and FAST_ZERO among their options; reopens; close() called
+// with a batch still in flight; batches of writes and write-zeroes that overlap), run against
+// the engine on a JitterStore and against DiskModel.
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
+import { QedError } from '../../src/base/errors.js';
 import { checkImage } from '../../src/check/check.js';
 import type { BlockDevice } from '../../src/engine/device.js';
 import { readHeader } from '../../src/engine/open.js';
@@ -28,9 +31,19 @@ export interface OpSpec {
   oddBytes: number;
   seed: number;
   mayUnmap: boolean;
+  /** Write and write-zeroes options (write-zeroes only for the last two). */
+  fua: boolean;
+  noHole: boolean;
+  fastZero: boolean;
 }
 
-export type Step = { kind: 'batch'; ops: OpSpec[] } | { kind: 'reopen'; cacheChoice: number };
+export type Step =
+  | { kind: 'batch'; ops: OpSpec[] }
+  | { kind: 'reopen'; cacheChoice: number }
+  /** The batch's requests are started, close() is called at once, then all are awaited; then a reopen. */
+  | { kind: 'closeInFlight'; ops: OpSpec[]; cacheChoice: number }
+  /** Writes, write-zeroes and reads around one anchor, overlapping each other, all at once. */
+  | { kind: 'overlap'; ops: OpSpec[] };
 
 export interface Scenario {
   clusterShift: number;
@@ -62,13 +75,30 @@ function opSpecArb(anchors: number[]): fc.Arbitrary<OpSpec> {
     oddBytes: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 0, max: 511 })),
     seed: fc.nat(),
     mayUnmap: fc.boolean(),
+    fua: rarely,
+    noHole: rarely,
+    fastZero: rarely,
   });
 }
 
+/** True one time in four. */
+const rarely = fc.constantFrom(false, false, false, true);
+
+/** Requests around one anchor, so that they overlap: the anchor of the first is everyone's. */
+function overlapOpsArb(anchors: number[], maxOps: number): fc.Arbitrary<OpSpec[]> {
+  const kinds = fc.constantFrom<OpKind>('write', 'write', 'zero', 'zero', 'read');
+  return fc.array(opSpecArb(anchors).chain((op) => kinds.map((kind) => ({ ...op, kind }))), { minLength: 2, maxLength: maxOps })
+    .map((ops) => ops.map((op) => ({ ...op, anchor: ops[0]!.anchor, anchorIndex: ops[0]!.anchorIndex, deltaUnits: op.deltaUnits % 9 })));
+}
+
 function stepArb(anchors: number[], maxOps: number): fc.Arbitrary<Step> {
+  const ops = fc.array(opSpecArb(anchors), { minLength: 1, maxLength: maxOps });
+  const cacheChoice = fc.nat(CACHE_CHOICES.length - 1);
   return fc.oneof(
-    { weight: 6, arbitrary: fc.record({ kind: fc.constant('batch' as const), ops: fc.array(opSpecArb(anchors), { minLength: 1, maxLength: maxOps }) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('reopen' as const), cacheChoice: fc.nat(CACHE_CHOICES.length - 1) }) },
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('batch' as const), ops }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('reopen' as const), cacheChoice }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('closeInFlight' as const), ops, cacheChoice }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('overlap' as const), ops: overlapOpsArb(anchors, maxOps) }) },
   );
 }
 
@@ -176,7 +206,31 @@ export function disjoint(ops: PlacedOp[]): PlacedOp[] {
   return kept;
 }
 
-export interface RunStats { ops: number; reopens: number; bytesChecked: number; evictions: number }
+export interface RunStats {
+  ops: number;
+  reopens: number;
+  bytesChecked: number;
+  evictions: number;
+  /** close() calls made with a batch in flight. */
+  closesInFlight: number;
+  /** Batches whose writes and write-zeroes overlapped. */
+  overlaps: number;
+  /** FAST_ZERO requests refused (the model is left unchanged by them). */
+  fastZeroRefused: number;
+}
+
+export function emptyStats(): RunStats {
+  return { ops: 0, reopens: 0, bytesChecked: 0, evictions: 0, closesInFlight: 0, overlaps: 0, fastZeroRefused: 0 };
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return err instanceof QedError && err.code === code;
+}
+
+/** A FAST_ZERO write-zeroes may be refused (before it changes anything): then it is as if it was never sent. */
+function refusedFastZero(op: PlacedOp, r: PromiseSettledResult<unknown>): boolean {
+  return op.spec.kind === 'zero' && op.spec.fastZero && r.status === 'rejected' && isCode(r.reason, 'FAST_ZERO');
+}
 
 /** Table-cache evictions of a QED device, to show that the tiny caches were really under pressure. */
 function evictionsOf(device: BlockDevice): number {
@@ -283,13 +337,35 @@ export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> 
         assert.equal(device.size, model.size, `${where}: size after reopen`);
         continue;
       }
+      if (st.kind === 'overlap') {
+        const ops = st.ops.map((o) => place(o, model.size, layout));
+        stats.ops += ops.length;
+        stats.overlaps++;
+        for (const op of ops) if (op.spec.kind !== 'read') touched.push([op.offset, op.offset + op.length]);
+        await runOverlapping(device, ops, model, where, stats);
+        continue;
+      }
       const ops = disjoint(st.ops.map((o) => place(o, model.size, layout)));
       stats.ops += ops.length;
       for (const op of ops) {
         if (op.spec.kind === 'grow') touched.push([op.offset, op.newSize!]);
         else if (op.spec.kind !== 'read' && op.spec.kind !== 'flush') touched.push([op.offset, op.offset + op.length]);
       }
-      const results = await Promise.allSettled(ops.map((op) => execute(device, op)));
+      let results: PromiseSettledResult<Uint8Array | undefined>[];
+      if (st.kind === 'closeInFlight') {
+        // [L1] every request admitted before close() completes; [L3] a newcomer gets SHUTDOWN.
+        const started = Promise.allSettled(ops.map((op) => execute(device, op)));
+        const closing = device.close();
+        const [late] = await Promise.allSettled([device.read(new Uint8Array(1), 0)]);
+        if (late!.status === 'fulfilled' || !isCode(late!.reason, 'SHUTDOWN')) {
+          throw new Error(`${where}: a read issued after close() began was not refused with SHUTDOWN`, { cause: late!.status === 'rejected' ? late!.reason : undefined });
+        }
+        results = await started;
+        await closing;
+        stats.closesInFlight++;
+      } else {
+        results = await Promise.allSettled(ops.map((op) => execute(device, op)));
+      }
       // Reads were of ranges no write in the batch touched: compare with the model as it was.
       for (const [i, op] of ops.entries()) {
         const r = results[i]!;
@@ -303,6 +379,7 @@ export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> 
           }
           continue;
         }
+        if (refusedFastZero(op, r)) { stats.fastZeroRefused++; continue; }
         if (r.status === 'rejected') throw new Error(`${what} failed: ${String(r.reason)}`, { cause: r.reason });
         if (op.spec.kind === 'read') {
           assertBytes(r.value!, model.read(op.offset, op.length), what);
@@ -311,9 +388,27 @@ export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> 
       }
       for (const [i, op] of ops.entries()) {
         if (op.spec.kind === 'write') model.write(op.offset, pattern(op.length, op.spec.seed));
-        else if (op.spec.kind === 'zero') model.writeZeroes(op.offset, op.length);
+        else if (op.spec.kind === 'zero' && !refusedFastZero(op, results[i]!)) model.writeZeroes(op.offset, op.length);
         else if (op.spec.kind === 'discard') model.discard(op.offset, op.length);
         else if (op.spec.kind === 'grow' && results[i]!.status === 'fulfilled') model.grow(op.newSize!);
+      }
+      if (st.kind === 'closeInFlight') {
+        stats.evictions += evictionsOf(device);
+        await assertCleanOnDisk(store, 'img/top.qed', `${where} (close with requests in flight)`);
+        device = await open(st.cacheChoice);
+        stats.reopens++;
+        // What the requests in flight at close() wrote must be there after the reopen.
+        for (const op of ops) {
+          if (op.spec.kind === 'read' || op.spec.kind === 'flush' || op.length === 0) continue;
+          const [from, to] = op.spec.kind === 'grow' ? [op.offset, op.newSize!] : [op.offset, op.offset + op.length];
+          if (to > from) assertBytes(await readAll(device, from, to - from), model.read(from, to - from), `${where}: ${op.spec.kind} ${from}+${to - from} after close and reopen`);
+        }
+      }
+      // NO_HOLE: the range ends up allocated (no zero clusters, no holes), whatever it was.
+      for (const [i, op] of ops.entries()) {
+        if (op.spec.kind !== 'zero' || !op.spec.noHole || op.length === 0 || results[i]!.status !== 'fulfilled') continue;
+        const holes = (await device.blockStatus(op.offset, op.length)).filter((e) => e.kind !== 'data');
+        assert.deepEqual(holes, [], `${where} op ${i}: write-zeroes ${op.offset}+${op.length} with NO_HOLE left holes`);
       }
       assert.equal(device.size, model.size, `${where}: size`);
     }
@@ -377,12 +472,62 @@ export function regionsToVerify(model: DiskModel, layout: Layout, touched: Array
 }
 
 async function execute(device: BlockDevice, op: PlacedOp): Promise<Uint8Array | undefined> {
+  const { fua, noHole, fastZero, mayUnmap } = op.spec;
   switch (op.spec.kind) {
     case 'read': return readAll(device, op.offset, op.length);
-    case 'write': await device.write(pattern(op.length, op.spec.seed), op.offset); return undefined;
-    case 'zero': await device.writeZeroes(op.offset, op.length, { mayUnmap: op.spec.mayUnmap }); return undefined;
+    case 'write': await device.write(pattern(op.length, op.spec.seed), op.offset, { fua }); return undefined;
+    case 'zero': await device.writeZeroes(op.offset, op.length, { mayUnmap, fua, noHole, fastZero }); return undefined;
     case 'discard': await device.discard(op.offset, op.length); return undefined;
     case 'flush': await device.flush(); return undefined;
     case 'grow': await device.resize(op.newSize!); return undefined;
   }
+}
+
+/**
+ * Writes, write-zeroes and reads that overlap, all at once. The engine may order them any way
+ * (and per byte: nothing promises a request is atomic), so afterwards each byte must hold the
+ * value of one of the writes or zeroings covering it, or its old value where none does; a read
+ * may see each byte old or as any request covering it left it. The model then takes what the
+ * engine chose, which later steps and the reopens must keep.
+ */
+async function runOverlapping(device: BlockDevice, ops: PlacedOp[], model: DiskModel, where: string, stats: RunStats): Promise<void> {
+  const lo = Math.min(...ops.map((o) => o.offset));
+  const hi = Math.max(...ops.map((o) => o.offset + o.length));
+  const old = model.read(lo, hi - lo);
+  const results = await Promise.allSettled(ops.map((op) => execute(device, op)));
+  const writers: Array<{ op: PlacedOp; bytes: Uint8Array | null }> = [];
+  for (const [i, op] of ops.entries()) {
+    const r = results[i]!;
+    if (refusedFastZero(op, r)) { stats.fastZeroRefused++; continue; }
+    if (r.status === 'rejected') throw new Error(`${where} op ${i} ${op.spec.kind} ${op.offset}+${op.length} failed: ${String(r.reason)}`, { cause: r.reason });
+    if (op.spec.kind === 'write') writers.push({ op, bytes: pattern(op.length, op.spec.seed) });
+    else if (op.spec.kind === 'zero') writers.push({ op, bytes: null });
+  }
+  const valuesAt = (at: number): number[] => {
+    const values: number[] = [];
+    for (const { op, bytes } of writers) if (op.offset <= at && at < op.offset + op.length) values.push(bytes ? bytes[at - op.offset]! : 0);
+    return values;
+  };
+  const describe = (at: number, got: number, allowed: number[]) =>
+    `${where}: overlapping ${ops.map((o) => `${o.spec.kind}${o.spec.noHole ? '(no hole)' : ''}${o.spec.fastZero ? '(fast)' : ''} ${o.offset}+${o.length}`).join(', ')}:`
+    + ` byte ${at} is 0x${got.toString(16)}, not one of ${allowed.map((v) => `0x${v.toString(16)}`).join(', ')}`;
+  for (const [i, op] of ops.entries()) {
+    const r = results[i]!;
+    if (op.spec.kind !== 'read' || r.status !== 'fulfilled') continue;
+    const seen = r.value!;
+    for (let at = op.offset; at < op.offset + op.length; at++) {
+      const got: number = seen[at - op.offset]!;
+      const allowed = [old[at - lo]!, ...valuesAt(at)];
+      if (!allowed.includes(got)) assert.fail(`read ${describe(at, got, allowed)}`);
+    }
+    stats.bytesChecked += op.length;
+  }
+  const after = await readAll(device, lo, hi - lo);
+  for (let at = lo; at < hi; at++) {
+    const values = valuesAt(at);
+    const allowed = values.length > 0 ? values : [old[at - lo]!];
+    if (!allowed.includes(after[at - lo]!)) assert.fail(`after ${describe(at, after[at - lo]!, allowed)}`);
+  }
+  stats.bytesChecked += hi - lo;
+  model.write(lo, after);
 }
