@@ -25,15 +25,15 @@ const WORKLOADS = new URL('../support/lifecycle-workloads.js', import.meta.url).
 const TUNING: RunTuning = { states: { randomSubsets: 120 }, qemuSamples: 12 };
 
 test('close() with writes and write-zeroes in flight: every admitted request resolves, newcomers get SHUTDOWN, every acknowledged write survives every crash after close', async () => {
-  const result = await exploreInWorker([{ moduleUrl: WORKLOADS, exportName: 'closeWorkloads' }], 'close with requests in flight', 6_000, 'workload', TUNING);
+  const result = await exploreInWorker([{ moduleUrl: WORKLOADS, exportName: 'closeWorkloads' }], 'close with requests in flight', 5_000, 'workload', TUNING);
   console.log(reportLine('close with requests in flight', result));
   assert.deepEqual(result.violations.slice(0, 3), []);
-  assert.ok(result.states - result.repairStates >= 6_000, `explored only ${result.states - result.repairStates} workload crash states`);
+  assert.ok(result.states - result.repairStates >= 5_000, `explored only ${result.states - result.repairStates} workload crash states`);
 });
 
 test('a FUA write or write-zeroes is durable in every crash state after it was acknowledged, with no flush', async () => {
-  const result = await exploreInWorker([{ moduleUrl: WORKLOADS, exportName: 'fuaWorkloads' }], 'FUA', 4_000, 'workload', TUNING);
+  const result = await exploreInWorker([{ moduleUrl: WORKLOADS, exportName: 'fuaWorkloads' }], 'FUA', 3_000, 'workload', TUNING);
   console.log(reportLine('FUA', result));
   assert.deepEqual(result.violations.slice(0, 3), []);
-  assert.ok(result.states - result.repairStates >= 4_000, `explored only ${result.states - result.repairStates} workload crash states`);
+  assert.ok(result.states - result.repairStates >= 3_000, `explored only ${result.states - result.repairStates} workload crash states`);
 });
