@@ -106,6 +106,9 @@ export class MetadataWriteback {
   async writeBackAndClearNeedCheck(): Promise<void> {
     await this.writeBack(true);
     await this.mutex.run(async () => {
+      // [I5] A flush that failed after ours (a guest flush queued between the two sections)
+      // proves nothing about the tables: never declare the image clean after it.
+      this.hooks.checkNotPoisoned();
       if (this.allocationsInFlight > 0 || this.cache.dirtyCount > 0 || !this.needCheckOnDisk) return;
       try {
         await this.file.flush();
