@@ -12,6 +12,7 @@ import { registerIo } from './io.js';
 import { registerMap } from './map.js';
 import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
 import { registerResize } from './resize.js';
+import '../io/node-default.js';
 import { setLockingByDefault } from '../io/node-file.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
 

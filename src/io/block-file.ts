@@ -47,4 +47,6 @@ export interface FileStore {
   resolveBacking(imagePath: string, backingName: string): string;
   /** A stable identity for loop detection (the real path for local files). */
   identity(path: string): Promise<string>;
+  /** Bytes the file really occupies (qemu-img's "disk size"), where the store can tell. */
+  allocatedBytes?(path: string): Promise<number>;
 }

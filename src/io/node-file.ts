@@ -189,6 +189,7 @@ export class NodeFileStore implements FileStore {
   async identity(path: string): Promise<string> {
     try { return await realpath(path); } catch { return resolve(path); }
   }
+  allocatedBytes(path: string): Promise<number> { return allocatedBytes(path); }
 }
 
 /** Allocated bytes of a local file (qemu-img's "disk size" / actual-size). */

@@ -2,7 +2,7 @@
 // read-write (for commit), outside the engine's read-only chain.
 import { UsageError } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { QedHeader } from '../format/header.js';
 import { probeFile, readHeader, type HeaderInfo } from '../engine/open.js';
 
@@ -10,7 +10,7 @@ export interface QedFileHandle { file: BlockFile; info: HeaderInfo; header: QedH
 
 /** Run `job` on the QED file at `path` opened read-write, outside any engine. */
 export async function withQedFile<T>(path: string, store: FileStore | undefined, job: (h: QedFileHandle) => Promise<T>): Promise<T> {
-  const file = await (store ?? new NodeFileStore()).open(path, 'read-write');
+  const file = await (store ?? defaultFileStore()).open(path, 'read-write');
   try {
     if (await probeFile(file) !== 'qed') throw new UsageError('not a QED image', { path });
     const info = await readHeader(file);

@@ -3,7 +3,7 @@
 // result with the counts of what was fixed.
 import { UnsupportedError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import { checkImage, type CheckResult } from '../check/check.js';
 import { probeFile, readHeader } from '../engine/open.js';
@@ -26,7 +26,7 @@ export interface CheckFileOptions {
 }
 
 export async function checkFile(path: string, options: CheckFileOptions = {}): Promise<CheckReport> {
-  const store = options.store ?? new NodeFileStore();
+  const store = options.store ?? defaultFileStore();
   const repair = options.repair ?? 'none';
   const file = await store.open(path, repair === 'none' ? 'read-only' : 'read-write', { forceShare: options.forceShare });
   try {

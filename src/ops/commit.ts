@@ -3,7 +3,7 @@
 import { ChainError, UsageError } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { makeEmpty } from '../engine/make-empty.js';
@@ -18,7 +18,7 @@ const WINDOW = 256 * 1024 * 1024;
 const PIECE = 1024 * 1024;
 
 export async function commitImage(path: string, options: CommitOptions = {}): Promise<void> {
-  const store = options.store ?? new NodeFileStore();
+  const store = options.store ?? defaultFileStore();
   // Only the overlay's own layer: its backing file is opened read-write below, and a second,
   // read-only open of it would refuse that writer (one writer per image, image-lock.ts).
   const overlay = await openDevice(path, { format: options.format, readOnly: true, store, noBacking: true });

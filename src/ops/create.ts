@@ -3,7 +3,7 @@
 // validated before the target file is touched.
 import { UnsupportedError, UsageError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import { SECTOR_SIZE } from '../format/constants.js';
 import { planQedHeader, writeNewQed } from '../engine/create.js';
@@ -25,7 +25,7 @@ export interface CreateImageOptions {
 export interface CreatedImage { path: string; format: ImageFormat; size: number; backingFormat?: ImageFormat }
 
 export async function createImage(path: string, options: CreateImageOptions): Promise<CreatedImage> {
-  const store = options.store ?? new NodeFileStore();
+  const store = options.store ?? defaultFileStore();
   const format = options.format ?? 'qed';
   let size = options.size;
   let backingFormat = options.backingFormat;

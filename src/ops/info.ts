@@ -1,6 +1,6 @@
 // `info`: what qemu-img info reports, with the same keys in the same order.
 import type { FileStore } from '../io/block-file.js';
-import { NodeFileStore, allocatedBytes } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { openImage } from '../engine/open.js';
@@ -30,8 +30,8 @@ export interface InfoOptions {
 }
 
 export async function imageInfo(path: string, options: InfoOptions = {}): Promise<ImageInfo[]> {
-  const store = options.store ?? new NodeFileStore();
-  const actualSize = options.actualSize ?? (options.store ? async () => undefined : localActualSize);
+  const store = options.store ?? defaultFileStore();
+  const actualSize = options.actualSize ?? (async (p: string) => { try { return await store.allocatedBytes?.(p); } catch { return undefined; } });
   // The chain is opened only when asked for: plain info works with a missing backing file.
   const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare });
   try {
@@ -70,8 +70,4 @@ async function describe(device: BlockDevice, store: FileStore, actualSize: (path
 function withActual(info: ImageInfo, actual: number | undefined): ImageInfo {
   const { 'dirty-flag': dirty, ...rest } = info;
   return { ...rest, ...(actual === undefined ? {} : { 'actual-size': actual }), 'dirty-flag': dirty };
-}
-
-async function localActualSize(path: string): Promise<number | undefined> {
-  try { return await allocatedBytes(path); } catch { return undefined; }
 }

@@ -2,7 +2,7 @@
 // NEED_CHECK repair wired in, as QEMU runs its check when it opens a dirty image read-write.
 import { FormatError } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { QedHeader } from '../format/header.js';
 import type { ImageFormat } from '../format/probe.js';
 import { checkImage } from '../check/check.js';
@@ -25,7 +25,7 @@ export interface OpenOptions {
 }
 
 export async function openDevice(path: string, options: OpenOptions = {}): Promise<BlockDevice> {
-  return openImage(path, { ...options, store: options.store ?? new NodeFileStore(), repair: repairOnOpen });
+  return openImage(path, { ...options, store: options.store ?? defaultFileStore(), repair: repairOnOpen });
 }
 
 /**

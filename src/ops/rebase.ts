@@ -4,7 +4,7 @@
 // name flattens the image (everything the old backing showed is copied in).
 import { UsageError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
-import { NodeFileStore } from '../io/node-file.js';
+import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { changeBackingFile } from '../engine/header-update.js';
@@ -26,7 +26,7 @@ export interface RebaseOptions {
 const WINDOW = 256 * 1024 * 1024;
 
 export async function rebaseImage(path: string, newBacking: string, options: RebaseOptions = {}): Promise<void> {
-  const store = options.store ?? new NodeFileStore();
+  const store = options.store ?? defaultFileStore();
   let backingFormat = options.backingFormat;
   if (newBacking !== '' && backingFormat === undefined) {
     // Record raw as raw (never probed later); a missing file under -u keeps no format.

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openDevice } from '../../src/ops/open.js';
+import '../../src/io/node-default.js'; // local files as the default store, as the package's Node entry sets up
 
 export type HoldMode = 'read-write' | 'read-only' | 'force-share';
 

@@ -17,6 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { openDevice } from '../../src/ops/open.js';
 import { createImage } from '../../src/ops/create.js';
 import { Random, patternBytes } from './crash-explorer.js';
+import '../../src/io/node-default.js'; // local files as the default store, as the package's Node entry sets up
 
 export const KILL_IMAGE_SIZE = 8 * 1024 * 1024;
 export const KILL_CLUSTER_SIZE = 4096;

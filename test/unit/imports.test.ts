@@ -33,7 +33,7 @@ const FS_MODULES = new Set(['fs', 'node:fs', 'fs/promises', 'node:fs/promises'])
 
 function layerOf(file: string): Layer | null {
   const rel = relative(SRC, file).split(sep);
-  if (rel.length === 1) return rel[0] === 'index.ts' ? 'index' : null;
+  if (rel.length === 1) return rel[0] === 'index.ts' || rel[0] === 'core.ts' ? 'index' : null;
   if (rel[0] === 'nbd') return rel[1] === 'protocol' || rel[1] === 'server' ? (`nbd/${rel[1]}` as Layer) : null;
   return (['base', 'io', 'format', 'engine', 'check', 'ops', 'cli'] as const).find((l) => l === rel[0]) ?? null;
 }
@@ -158,4 +158,29 @@ test('the scanner sees static, type-only, re-export and dynamic imports, and fla
   const server = join(SRC, 'nbd', 'server', 'probe.ts');
   assert.deepEqual(violationsOf(server, importsOfText(server, "import type { BlockDevice } from '../../engine/device.js';")), []);
   assert.equal(violationsOf(server, importsOfText(server, "import { QedImage } from '../../engine/qed-image.js';")).length, 1);
+});
+
+/** Every module reachable from `entry` through imports that survive compilation (type-only ones are erased). */
+function runtimeClosure(entry: string): { modules: string[]; external: Array<{ from: string; specifier: string }> } {
+  const seen = new Set<string>();
+  const external: Array<{ from: string; specifier: string }> = [];
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const edge of importsOf(file)) {
+      if (edge.typeOnly) continue;
+      if (!edge.specifier.startsWith('.')) { external.push({ from: relative(SRC, file), specifier: edge.specifier }); continue; }
+      visit(resolve(dirname(file), edge.specifier.replace(/\.js$/, '.ts')));
+    }
+  };
+  visit(entry);
+  return { modules: [...seen].map((f) => relative(SRC, f)), external };
+}
+
+test('the portable core (core.ts, the non-Node entry of the package) loads no Node module at all', () => {
+  const { modules, external } = runtimeClosure(join(SRC, 'core.ts'));
+  assert.ok(modules.includes(join('engine', 'qed-image.ts')) && modules.includes(join('ops', 'open.ts')), 'the engine and the operations are in the core');
+  assert.deepEqual(external, [], 'runtime imports of packages or Node built-ins from the core');
+  const nodeEntry = runtimeClosure(join(SRC, 'index.ts'));
+  assert.ok(nodeEntry.external.some((e) => e.specifier.startsWith('node:')), 'the Node entry does load Node modules (the scan sees them)');
 });

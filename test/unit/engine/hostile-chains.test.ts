@@ -14,6 +14,7 @@ import { MAX_CHAIN_DEPTH } from '../../../src/engine/open.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { openDevice } from '../../../src/ops/open.js';
 import { ImageBuilder, rawFile } from '../../support/image-builder.js';
+import '../../../src/io/node-default.js'; // local files as the default store, as the package's Node entry sets up
 
 const CS = 4096;
 

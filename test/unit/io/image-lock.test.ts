@@ -13,6 +13,7 @@ import { MemoryStore } from '../../../src/io/memory-file.js';
 import { NodeFile, NodeFileStore } from '../../../src/io/node-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
+import '../../../src/io/node-default.js'; // local files as the default store, as the package's Node entry sets up
 
 const MiB = 2 ** 20;
 
