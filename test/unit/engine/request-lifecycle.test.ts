@@ -9,23 +9,13 @@ import { MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
 import { storeWith } from '../../support/fault-file.js';
+import { readBack } from '../../support/read-back.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 function filled(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);
-}
-
-async function readBack(store: MemoryStore, path: string, offset: number, length: number): Promise<Uint8Array> {
-  const device = await openDevice(path, { store, readOnly: true });
-  try {
-    const buf = new Uint8Array(length);
-    await device.read(buf, offset);
-    return buf;
-  } finally {
-    await device.close();
-  }
 }
 
 test('an allocating write racing close() is on disk after reopen, and both resolve', async () => {

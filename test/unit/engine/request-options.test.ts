@@ -9,6 +9,7 @@ import { MemoryFile, MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
 import { storeWith } from '../../support/fault-file.js';
+import { readBack } from '../../support/read-back.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,17 +28,10 @@ class DurableSnapshots implements BlockFile {
   close(): Promise<void> { return Promise.resolve(); }
 }
 
-async function readFrom(file: MemoryFile, offset: number, length: number): Promise<Uint8Array> {
+function readFrom(file: MemoryFile, offset: number, length: number): Promise<Uint8Array> {
   const store = new MemoryStore();
   store.add('snap.qed', file.clone('snap.qed'));
-  const device = await openDevice('snap.qed', { store, readOnly: true });
-  try {
-    const buf = new Uint8Array(length);
-    await device.read(buf, offset);
-    return buf;
-  } finally {
-    await device.close();
-  }
+  return readBack(store, 'snap.qed', offset, length);
 }
 
 async function fixture(): Promise<{ store: MemoryStore; snapshots: DurableSnapshots; open: () => ReturnType<typeof openDevice> }> {

@@ -9,6 +9,7 @@ import { QedError } from '../../../src/base/errors.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
+import { readBack } from '../../support/read-back.js';
 
 const MiB = 2 ** 20;
 
@@ -19,15 +20,8 @@ async function overlayOver(rawLength: number, size: number): Promise<MemoryStore
   return store;
 }
 
-async function readAt(store: MemoryStore, offset: number, length: number): Promise<Uint8Array> {
-  const device = await openDevice('ov.qed', { store, readOnly: true });
-  try {
-    const buf = new Uint8Array(length);
-    await device.read(buf, offset);
-    return buf;
-  } finally {
-    await device.close();
-  }
+function readAt(store: MemoryStore, offset: number, length: number): Promise<Uint8Array> {
+  return readBack(store, 'ov.qed', offset, length);
 }
 
 test('growing over a longer backing file shows zeros in the new area, or is refused', async () => {
