@@ -1,5 +1,5 @@
 // Write-zeroes (QEMU's qed_co_pwrite_zeroes): whole clusters that hold no data become zero
-// clusters (entry 1) without writing data, unless they already read as zeros; clusters with data get zeros written in place
+// clusters (entry 1) without writing data; clusters with data get zeros written in place
 // (unlinking them would leak them: QED has no free list); partial clusters at the edges are
 // written as ordinary writes of zeros, unless they already read as zeros.
 //
@@ -75,9 +75,7 @@ async function zeroClustersStep(ctx: QedContext, start: number, end: number): Pr
     ctx.checkNotPoisoned();
     const extents = await ctx.lookup.mapRange(start, end - start);
     for (const e of extents) {
-      // Already reads zeros: a zero cluster, or unallocated with no backing file to show
-      // through. QEMU 7.2 leaves those alone too (its file does not grow).
-      if (e.kind === 'zero' || (e.kind === 'unallocated' && !ctx.hasBacking)) continue;
+      if (e.kind === 'zero') continue;
       if (e.kind === 'data') {
         await writeZerosAt(ctx.file, e.hostOffset, e.length);
         continue;
