@@ -272,7 +272,9 @@ export function imageOpts(endpoint: Endpoint, name = '', tlsCredsId?: string): s
   const server = endpoint.kind === 'unix'
     ? `server.type=unix,server.path=${endpoint.path}`
     : `server.type=inet,server.host=${endpoint.host},server.port=${endpoint.port}`;
-  return `driver=nbd,${server},export=${name}${tlsCredsId ? `,tls-creds=${tlsCredsId}` : ''}`;
+  // Over a unix socket QEMU has no host name to check the server certificate against: name one.
+  const tls = tlsCredsId ? `,tls-creds=${tlsCredsId}${endpoint.kind === 'unix' ? ',tls-hostname=localhost' : ''}` : '';
+  return `driver=nbd,${server},export=${name}${tls}`;
 }
 
 // ---- the servers we start ------------------------------------------------------------------------
