@@ -123,20 +123,21 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     }
   }
   const ImageClass = options.imageClass ?? QedImage;
-  const image = new ImageClass(file, info.header, info.fileSize, {
-    readOnly,
-    backing,
-    backingName: info.backingName,
-    backingFormat: info.backingFormat,
-    cacheBytes: options.cacheBytes,
-    idleFlushMs: options.idleFlushMs,
-    scheduler: options.scheduler,
-  });
   try {
+    const image = new ImageClass(file, info.header, info.fileSize, {
+      readOnly,
+      backing,
+      backingName: info.backingName,
+      backingFormat: info.backingFormat,
+      cacheBytes: options.cacheBytes,
+      idleFlushMs: options.idleFlushMs,
+      scheduler: options.scheduler,
+    });
     await image.clearAutoclearFeatures();
+    return image;
   } catch (err) {
+    // The caller closes this layer's file; the backing chain opened above is ours to close.
     await backing?.close().catch(() => undefined);
     throw err;
   }
-  return image;
 }

@@ -43,7 +43,7 @@ import type { QedContext } from './qed-context.js';
 import { ClusterLookup } from './qed-lookup.js';
 import { MetadataWriteback } from './qed-writeback.js';
 import { writeRange } from './qed-write.js';
-import { zeroRange } from './qed-zero.js';
+import { STEP_CLUSTERS, zeroRange } from './qed-zero.js';
 import { RangeLocks } from './range-locks.js';
 import { defaultScheduler, type Scheduler } from './scheduler.js';
 import { TABLE_CHUNK_BYTES, TableCache } from './table-cache.js';
@@ -138,8 +138,27 @@ export class QedImage extends CheckedDevice {
 
   // ---- requests (validated and admitted by CheckedDevice) ---------------------------------
 
+  /**
+   * Walked in the zeroing's steps (one L2 table, at most STEP_CLUSTERS clusters), yielding the
+   * event loop between them, so a status over a huge range does not hold the loop; runs are
+   * merged across steps of one table, as one walk of the table would merge them.
+   */
   protected async statusOf(offset: number, length: number): Promise<LayerExtent[]> {
-    return this.ctx.lookup.mapRange(offset, length);
+    const g = this.geometry;
+    const out: LayerExtent[] = [];
+    const end = offset + length;
+    for (let pos = offset; pos < end;) {
+      const stepEnd = Math.min(end, g.l2CoverageEnd(pos), g.clusterStart(pos) + STEP_CLUSTERS * g.clusterSize);
+      const mergeable = pos !== offset && pos % (g.entriesPerTable * g.clusterSize) !== 0;
+      for (const e of await this.ctx.lookup.mapRange(pos, stepEnd - pos)) {
+        const prev = out[out.length - 1];
+        if (mergeable && prev && e.guestOffset === pos && continues(prev, e)) prev.length += e.length;
+        else out.push(e);
+      }
+      pos = stepEnd;
+      if (pos < end) await this.scheduler.yieldTurn();
+    }
+    return out;
   }
 
   protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
@@ -255,4 +274,11 @@ export class QedImage extends CheckedDevice {
     try { await this.file.close(); } catch (err) { failure ??= err; }
     if (failure) throw failure;
   }
+}
+
+/** The same kind of run going on: contiguous, and for data, contiguous on the host too. */
+function continues(prev: LayerExtent, next: LayerExtent): boolean {
+  if (prev.kind !== next.kind || prev.guestOffset + prev.length !== next.guestOffset) return false;
+  if (prev.kind === 'data' && next.kind === 'data') return prev.hostOffset + prev.length === next.hostOffset;
+  return true;
 }

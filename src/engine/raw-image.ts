@@ -78,7 +78,13 @@ export class RawImage extends CheckedDevice {
     return extents;
   }
 
+  /** [L1] Acknowledged writes are made durable before the file is released; a failure is reported, not lost. */
   protected async closeFiles(): Promise<void> {
-    await this.file.close();
+    try {
+      this.checkNotPoisoned();
+      if (!this.readOnly) await this.flushAll();
+    } finally {
+      await this.file.close();
+    }
   }
 }

@@ -12,8 +12,10 @@ const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
 async function zeroWholeImageWhileReading(size: number, clusterSize: number, tableSize: number): Promise<void> {
+  // Over a backing file, so that the zeros must also hide data that would show through.
   const store = new MemoryStore();
-  await createImage('big.qed', { store, size, clusterSize, tableSize });
+  store.add('base.raw').writeSync(new Uint8Array(MiB).fill(0xaa), 0);
+  await createImage('big.qed', { store, size, clusterSize, tableSize, backingFile: 'base.raw', backingFormat: 'raw' });
   const device = await openDevice('big.qed', { store, idleFlushMs: 60_000 });
   await device.write(new Uint8Array(4 * KiB).fill(7), size - 4 * KiB);
   global.gc?.();
@@ -41,6 +43,9 @@ async function zeroWholeImageWhileReading(size: number, clusterSize: number, tab
   const reopened = await openDevice('big.qed', { store, readOnly: true });
   const status = await reopened.blockStatus(0, Math.min(size, 4 * GiB));
   assert.ok(status.every((e) => e.kind === 'zero'), 'the zeroed range is made of zero clusters');
+  const head = new Uint8Array(MiB).fill(1);
+  await reopened.read(head, 0);
+  assert.deepEqual(head, new Uint8Array(MiB), 'the backing data no longer shows through');
   await reopened.close();
 }
 
@@ -50,4 +55,18 @@ test('64 GiB of write-zeroes at 4 KiB clusters: bounded heap, reads answered mea
 
 test('1 TiB of write-zeroes at 64 KiB clusters: bounded heap, reads answered meanwhile', async () => {
   await zeroWholeImageWhileReading(1024 * GiB, 64 * KiB, 4);
+});
+
+test('block status of a whole fragmented image lets other work run between L2 tables and merges as before', async () => {
+  const store = new MemoryStore();
+  await createImage('frag.qed', { store, size: 256 * MiB, clusterSize: 4 * KiB, tableSize: 1 });
+  const device = await openDevice('frag.qed', { store });
+  for (let at = 0; at < 64 * MiB; at += 8 * KiB) await device.write(new Uint8Array(4 * KiB).fill(1), at);
+  let ticks = 0;
+  const timer = setInterval(() => { ticks++; }, 0);
+  const status = await device.blockStatus(0, 256 * MiB);
+  clearInterval(timer);
+  assert.ok(ticks > 0, 'timers ran while the status was computed');
+  assert.equal(status.length, 2 * 8192 + 96, 'a run per written cluster and per hole after it, then one run per (2 MiB) table of the unwritten tail');
+  await device.close();
 });

@@ -38,3 +38,34 @@ test('a raw image whose flush failed fails every later request until reopened', 
   await assert.rejects(device.write(new Uint8Array(512), 0), (err: unknown) => err instanceof QedError && err.code === 'POISONED');
   await device.close().catch(() => undefined);
 });
+
+test('closing a raw image makes its writes durable, and reports a failed flush instead of losing it', async () => {
+  const store = new MemoryStore();
+  store.add('disk.raw').writeSync(new Uint8Array(MiB), 0);
+  let flushes = 0;
+  let failNext = false;
+  const inner = await store.open('disk.raw', 'read-write');
+  const counted = Object.assign(Object.create(inner), {
+    read: (b: Uint8Array, o: number) => inner.read(b, o),
+    write: (b: Uint8Array, o: number) => inner.write(b, o),
+    flush: async () => { flushes++; if (failNext) throw new QedError('IO', 'injected flush failure', { errno: 'EIO' }); },
+    close: () => inner.close(),
+  });
+  const device = await openDevice('disk.raw', { store: storeWith(store, 'disk.raw', counted), format: 'raw' });
+  await device.write(new Uint8Array(512).fill(1), 0);
+  await device.close();
+  assert.equal(flushes, 1, 'close flushed once');
+  const again = await openDevice('disk.raw', { store: storeWith(store, 'disk.raw', counted), format: 'raw' });
+  await again.write(new Uint8Array(512).fill(2), 0);
+  failNext = true;
+  await assert.rejects(again.close(), (err: unknown) => err instanceof QedError && err.code === 'IO');
+});
+
+test('a failed open releases the backing file it had opened (its lock too)', async () => {
+  const store = new MemoryStore({ locking: true });
+  store.add('base.raw').writeSync(new Uint8Array(MiB), 0);
+  await createImage('top.qed', { store, size: MiB, backingFile: 'base.raw', backingFormat: 'raw' });
+  await assert.rejects(openDevice('top.qed', { store, cacheBytes: -1 }), (err: unknown) => err instanceof QedError && err.code === 'USAGE');
+  const base = await openDevice('base.raw', { store, format: 'raw' }); // a writer: refused if the backing were still held
+  await base.close();
+});
