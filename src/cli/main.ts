@@ -12,6 +12,7 @@ import { registerIo } from './io.js';
 import { registerMap } from './map.js';
 import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
 import { registerResize } from './resize.js';
+import { registerServe } from './serve.js';
 import '../io/node-default.js';
 import { setLockingByDefault } from '../io/node-file.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
@@ -50,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
   for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,
-    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench]) register(program, run);
+    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench, registerServe]) register(program, run);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
     writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
   });

@@ -1,0 +1,43 @@
+// What a server offers: named exports over block devices, and the settings every connection
+// shares. The block status walk through a backing chain is handed in (the engine's
+// chainBlockStatus), so this layer depends on engine types only.
+import type { ChainExtent } from '../../engine/chain-status.js';
+import type { BlockDevice } from '../../engine/device.js';
+
+export interface NbdExport {
+  name: string;
+  description: string;
+  device: BlockDevice;
+}
+
+export type ChainStatus = (device: BlockDevice, offset: number, length: number) => AsyncIterable<ChainExtent>;
+
+export interface TlsSettings {
+  /** Secure context options for node:tls (key, cert, ca, PSK callback…). */
+  context: import('node:tls').SecureContextOptions;
+  /** Require and verify a client certificate signed by the CA. */
+  verifyPeer: boolean;
+  /** PSK identities → keys; when set, TLS-PSK is accepted too. */
+  psk: Map<string, Buffer> | null;
+}
+
+export interface ConnectionSettings {
+  exports: NbdExport[];
+  /** The export for the empty name "": the first one. */
+  readOnly: boolean;
+  /** Advertise NBD_FLAG_CAN_MULTI_CONN (several clients share one device instance). */
+  multiConn: boolean;
+  tls: TlsSettings | null;
+  chainStatus: ChainStatus;
+  log: (line: string) => void;
+  /** Per connection: requests and payload/reply bytes in flight before we stop reading. */
+  maxRequestsInFlight: number;
+  maxBytesInFlight: number;
+  /** A client that has not reached transmission by then is dropped. */
+  handshakeTimeoutMs: number;
+}
+
+export function findExport(settings: ConnectionSettings, name: string): NbdExport | undefined {
+  if (name === '') return settings.exports[0];
+  return settings.exports.find((e) => e.name === name);
+}
