@@ -17,8 +17,6 @@ export interface TlsSettings {
   context: import('node:tls').SecureContextOptions;
   /** Require and verify a client certificate signed by the CA. */
   verifyPeer: boolean;
-  /** PSK identities → keys; when set, TLS-PSK is accepted too. */
-  psk: Map<string, Buffer> | null;
 }
 
 export interface ConnectionSettings {

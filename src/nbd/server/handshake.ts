@@ -179,7 +179,6 @@ async function startTls(state: State, settings: ConnectionSettings): Promise<voi
     ...tls.context,
     requestCert: tls.verifyPeer,
     rejectUnauthorized: tls.verifyPeer,
-    ...(tls.psk ? { pskCallback: (_socket: TLSSocket, identity: string) => tls.psk!.get(identity) ?? null } : {}),
   } as ConstructorParameters<typeof TLSSocket>[1]);
   await new Promise<void>((resolve, reject) => {
     secure.once('secure', resolve);

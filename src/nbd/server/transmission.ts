@@ -18,6 +18,8 @@ import type { Negotiated } from './handshake.js';
 
 /** Descriptors per BLOCK_STATUS chunk at most (proto.md: SHOULD NOT send more than 2^20). */
 export const MAX_STATUS_DESCRIPTORS = 1 << 20;
+/** Reads at least this long are answered with hole chunks where the image has no data. */
+const SPARSE_READ_MIN_BYTES = 64 * 1024;
 /** Stop reading requests while this many reply bytes wait for the client to read them. */
 const MAX_UNSENT_REPLY_BYTES = 64 * 1024 * 1024;
 
@@ -122,7 +124,8 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
   const read = async (handle: bigint, offset: number, length: number, dontFragment: boolean): Promise<Uint8Array[]> => {
     if (length > maxPayload) throw new RequestError(NBD_EINVAL, `read of ${length} bytes is over the ${maxPayload}-byte maximum`);
     const data = new Uint8Array(length);
-    if (!neg.structuredReplies || dontFragment || length === 0) {
+    // Hole detection pays for itself only on larger reads; small ones go out as one data chunk.
+    if (!neg.structuredReplies || dontFragment || length < SPARSE_READ_MIN_BYTES) {
       await device.read(data, offset);
       if (!neg.structuredReplies) return [encodeSimpleReply(handle, 0), data];
       return [encodeOffsetDataHeader(handle, true, offset, length), data];
