@@ -32,14 +32,16 @@ function conflict(message: RegExp): (err: unknown) => boolean {
 const WRITE_REFUSED = /^Failed to get "write" lock/;
 const SHARED_WRITE_REFUSED = /^Failed to get shared "write" lock/;
 
-/** The lock bytes /proc/locks lists for the file's inode, sorted. */
+/** The lock bytes /proc/locks lists for the file (device and inode: other tests' files share inode numbers on other file systems), sorted. */
 async function lockedBytes(path: string): Promise<number[]> {
-  const ino = (await stat(path)).ino;
+  const { ino, dev } = await stat(path);
+  const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
   const bytes: number[] = [];
   for (const line of (await readFile('/proc/locks', 'utf8')).split('\n')) {
-    const m = /OFDLCK\s+ADVISORY\s+READ\s+-1\s+[0-9a-f]+:[0-9a-f]+:(\d+)\s+(\d+)\s+(\d+)/.exec(line);
-    if (!m || Number(m[1]) !== ino) continue;
-    for (let b = Number(m[2]); b <= Number(m[3]); b++) bytes.push(b);
+    const m = /OFDLCK\s+ADVISORY\s+READ\s+-1\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+)/.exec(line);
+    if (!m || Number(m[3]) !== ino || parseInt(m[1]!, 16) !== major || parseInt(m[2]!, 16) !== minor) continue;
+    for (let b = Number(m[4]); b <= Number(m[5]); b++) bytes.push(b);
   }
   return bytes.sort((a, b) => a - b);
 }
