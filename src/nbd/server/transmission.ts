@@ -90,12 +90,15 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
     const writes = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES || type === NBD_CMD_TRIM;
     if (writes && settings.readOnly) throw new RequestError(NBD_EPERM, 'export is read-only');
-    const end = request.offset + BigInt(request.length);
+    let end = request.offset + BigInt(request.length);
+    // A status query may reach past the end (a 0xffffffff length near the end of a large
+    // export): answer for what exists, as qemu-nbd does.
+    if (type === NBD_CMD_BLOCK_STATUS && request.offset < BigInt(device.size) && end > BigInt(device.size)) end = BigInt(device.size);
     if (type !== NBD_CMD_FLUSH && end > BigInt(device.size)) {
       throw new RequestError(type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL, 'request reaches past the end of the export');
     }
     const offset = Number(request.offset);
-    const length = request.length;
+    const length = Number(end - request.offset);
     switch (type) {
       case NBD_CMD_READ: return read(handle, offset, length, (flags & NBD_CMD_FLAG_DF) !== 0);
       case NBD_CMD_WRITE:
