@@ -1,5 +1,6 @@
 // The NBD server benchmark: `qed serve` against `qemu-nbd` on copies of the same image, driven
-// by the same clients, with `nbdkit null` as the protocol ceiling (a server that does no I/O).
+// by the same clients, with nbdkit as the protocol ceiling (a server that does no I/O: the
+// `pattern` plugin for reads, whose every byte is data, and `null` for writes).
 //
 //   npm run bench:nbd                         # 3 rounds, 1 GiB image (~4 min)
 //   npm run bench:nbd -- --quick              # 1 round, 256 MiB, fewer requests (~40 s)
@@ -163,7 +164,8 @@ class Bench {
     const ro = c.write ? [] : ['-r'];
     if (who === 'qed') return startQedServe(null, { files: [image], listen, dir, flags: ['-t', '-e', '8', '-f', 'qed', ...ro] });
     if (who === 'qemu') return startQemuNbd(null, { image, listen, dir, flags: ['-t', '-e', '8', '--cache=writeback', ...ro] });
-    return startNbdkit(null, { plugin: ['null', `size=${this.cfg.size}`], listen, dir, flags: ['--threads=16'] });
+    // Reads from `pattern` (every byte data, so nothing is skipped as a hole); writes into `null`.
+    return startNbdkit(null, { plugin: [c.write ? 'null' : 'pattern', `size=${this.cfg.size}`], listen, dir, flags: ['--threads=16'] });
   }
 
   async runOne(who: Contender, c: Case, check: boolean): Promise<void> {
@@ -230,7 +232,7 @@ class Bench {
     const fmt = (x: number): string => !Number.isFinite(x) ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1);
     const med = (c: Case, who: Contender): number => median((this.samples.get(`${c.name} ${who}`) ?? []).map((s) => s.rate));
     const cpu = (c: Case, who: Contender): number => median((this.samples.get(`${c.name} ${who}`) ?? []).map((s) => s.serverCpuSec ?? NaN).filter(Number.isFinite));
-    out.push('| workload | unit | qed serve | qemu-nbd | qed/qemu | nbdkit null (ceiling) | qed/ceiling | qemu/ceiling | server CPU s qed | server CPU s qemu |');
+    out.push('| workload | unit | qed serve | qemu-nbd | qed/qemu | nbdkit ceiling | qed/ceiling | qemu/ceiling | server CPU s qed | server CPU s qemu |');
     out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of this.list) {
       const q = this.withQed ? med(c, 'qed') : NaN; const m = med(c, 'qemu'); const n = med(c, 'ceiling');
@@ -239,6 +241,7 @@ class Bench {
     }
     out.push('');
     out.push('Rates are medians over rounds (fio\'s own IOPS or bandwidth; nbdcopy by wall clock including connect).');
+    out.push('Ceiling: nbdkit pattern (reads) or null (writes), no storage behind it.');
     out.push('Server CPU: user + system seconds of the server process for the whole run (start, serve, before stop), median.');
     return out.join('\n');
   }
