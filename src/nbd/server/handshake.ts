@@ -60,10 +60,11 @@ export async function negotiate(raw: Duplex, settings: ConnectionSettings): Prom
     const { option, length } = header;
     const reply = (bytes: Uint8Array): void => { state.socket.write(bytes); };
     if (length > MAX_OPTION_BYTES) {
-      if (option === NBD_OPT_EXPORT_NAME) return null; // no way to answer it with an error
-      await state.reader.skip(length);
-      reply(encodeOptionError(option, NBD_REP_ERR_TOO_BIG, `${nameOfOption(option)} payload of ${length} bytes is too large`));
-      continue;
+      // Answering after the payload would mean waiting for (up to 4 GiB of) it: refuse at once
+      // and end the session, since the stream cannot be resynchronised without reading it.
+      if (option !== NBD_OPT_EXPORT_NAME) reply(encodeOptionError(option, NBD_REP_ERR_TOO_BIG, `${nameOfOption(option)} payload of ${length} bytes is too large`));
+      settings.log(`client sent a ${length}-byte ${nameOfOption(option)}: dropping it`);
+      return null;
     }
     const payload = (await state.reader.read(length)).slice();
     if (settings.tls && !state.tlsDone && option !== NBD_OPT_STARTTLS && option !== NBD_OPT_ABORT) {

@@ -126,6 +126,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
 
   const read = async (handle: bigint, offset: number, length: number, dontFragment: boolean): Promise<Uint8Array[]> => {
     if (length > maxPayload) throw new RequestError(NBD_EINVAL, `read of ${length} bytes is over the ${maxPayload}-byte maximum`);
+    if (length === 0) return ok(handle); // no content chunk may be empty: success with nothing
     const data = new Uint8Array(length);
     // Hole detection pays for itself only on larger reads; small ones go out as one data chunk.
     if (!neg.structuredReplies || dontFragment || length < SPARSE_READ_MIN_BYTES) {
