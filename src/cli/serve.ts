@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { readFile, writeFile, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { UnsupportedError, UsageError } from '../base/errors.js';
+import { UsageError } from '../base/errors.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
 import type { BlockDevice } from '../engine/device.js';
 import { startNbdServer, type ListenOn } from '../nbd/server/server.js';
@@ -37,7 +37,7 @@ export function registerServe(program: Command, run: RunCommand): void {
     .option('--pid-file <path>', 'write the process id here')
     .option('--tls-creds <dir>', 'require TLS with the x509 credentials in DIR (ca-cert.pem, server-cert.pem, server-key.pem)')
     .option('--tls-verify-peer <yes|no>', 'require a client certificate signed by the CA', 'yes')
-    .option('--tls-psk <file>', 'TLS with pre-shared keys: not supported yet (refused)')
+    .option('--tls-psk <file>', 'also accept TLS-PSK clients with the keys in FILE (identity:hexkey lines); TLS 1.2 then')
     .option('--quiet', 'do not print where the server listens')
     .argument('<files...>')
     .addHelpText('after', [
@@ -56,13 +56,9 @@ async function serve(files: string[], flags: ServeFlags): Promise<number> {
   const shared = Number(flags.shared);
   if (!Number.isInteger(shared) || shared < 1 || shared > 1024) throw new UsageError(`invalid --shared '${flags.shared}'`);
   if (flags.tlsVerifyPeer !== 'yes' && flags.tlsVerifyPeer !== 'no') throw new UsageError(`--tls-verify-peer takes yes or no, not '${flags.tlsVerifyPeer}'`);
-  if (flags.tlsPsk) {
-    // node:tls serves PSK only up to TLS 1.2 and no suite QEMU's GnuTLS client offers was
-    // found to match: refuse rather than accept a flag that cannot work.
-    throw new UnsupportedError('--tls-psk (TLS with pre-shared keys); use --tls-creds with x509 certificates');
-  }
+  if (flags.tlsPsk && !flags.tlsCreds) throw new UsageError('--tls-psk needs --tls-creds as well');
   const listen = listenOn(flags);
-  const tls = flags.tlsCreds ? await loadTls(flags.tlsCreds, flags.tlsVerifyPeer === 'yes') : null;
+  const tls = flags.tlsCreds ? await loadTls(flags.tlsCreds, flags.tlsVerifyPeer === 'yes', flags.tlsPsk) : null;
   const format = parseFormat(flags.format);
   const devices: BlockDevice[] = [];
   try {
@@ -116,8 +112,8 @@ function listenOn(flags: ServeFlags): ListenOn {
   return { kind: 'tcp', host: flags.bind, port };
 }
 
-/** QEMU's x509 directory layout: ca-cert.pem, server-cert.pem, server-key.pem. */
-async function loadTls(dir: string, verifyPeer: boolean): Promise<TlsSettings> {
+/** QEMU's x509 directory layout, and the keys.psk format (one `identity:hexkey` per line). */
+async function loadTls(dir: string, verifyPeer: boolean, pskFile: string | undefined): Promise<TlsSettings> {
   const read = async (name: string, required: boolean): Promise<Buffer | undefined> => {
     try { return await readFile(join(dir, name)); } catch (err) {
       if (!required) return undefined;
@@ -127,5 +123,22 @@ async function loadTls(dir: string, verifyPeer: boolean): Promise<TlsSettings> {
   const ca = await read('ca-cert.pem', verifyPeer);
   const cert = await read('server-cert.pem', true);
   const key = await read('server-key.pem', true);
-  return { context: { ca, cert, key, minVersion: 'TLSv1.2' }, verifyPeer };
+  return { context: { ca, cert, key, minVersion: 'TLSv1.2' }, verifyPeer, psk: pskFile ? await loadPskKeys(pskFile) : null };
+}
+
+async function loadPskKeys(file: string): Promise<Map<string, Buffer>> {
+  const text = await readFile(file, 'utf8').catch((err: unknown) => {
+    throw new UsageError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  const keys = new Map<string, Buffer>();
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '') continue;
+    const colon = trimmed.indexOf(':');
+    const hexKey = trimmed.slice(colon + 1);
+    if (colon <= 0 || !/^([0-9a-fA-F]{2})+$/.test(hexKey)) throw new UsageError(`${file}: each line must be identity:hexkey`);
+    keys.set(trimmed.slice(0, colon), Buffer.from(hexKey, 'hex'));
+  }
+  if (keys.size === 0) throw new UsageError(`${file}: no keys`);
+  return keys;
 }

@@ -17,6 +17,8 @@ export interface TlsSettings {
   context: import('node:tls').SecureContextOptions;
   /** Require and verify a client certificate signed by the CA. */
   verifyPeer: boolean;
+  /** PSK identities → keys (QEMU's keys.psk): a client that knows one is authenticated by it. */
+  psk: Map<string, Buffer> | null;
 }
 
 export interface ConnectionSettings {

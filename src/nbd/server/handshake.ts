@@ -2,7 +2,7 @@
 // handler per option until EXPORT_NAME or a successful GO. STARTTLS forgets every state
 // negotiated before it and discards whatever the client pipelined in plaintext.
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
+import { DEFAULT_CIPHERS, createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import {
   CONTEXT_ALLOCATION_DEPTH, CONTEXT_BASE_ALLOCATION, KNOWN_CLIENT_FLAGS, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_CAN_MULTI_CONN,
   NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO,
@@ -18,11 +18,13 @@ import {
   encodeOptionReply, encodeServerEntry, parseExportRequest, parseMetaContextRequest,
 } from '../protocol/handshake.js';
 import { ByteReader } from './byte-reader.js';
-import { type ConnectionSettings, type NbdExport, findExport } from './exports.js';
+import { type ConnectionSettings, type NbdExport, type TlsSettings, findExport } from './exports.js';
 
 /** Option payloads larger than this are refused unread: the largest legal one is a few queries of 4 KiB. */
 export const MAX_OPTION_BYTES = 64 * 1024;
 const MAX_QUERIES = 16;
+
+const PSK_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256';
 
 export const CONTEXT_IDS: Record<string, number> = { [CONTEXT_BASE_ALLOCATION]: 1, [CONTEXT_ALLOCATION_DEPTH]: 2 };
 
@@ -171,24 +173,66 @@ function finish(state: State, settings: ConnectionSettings, chosen: NbdExport, f
   };
 }
 
+/** One node:tls server per TLS configuration; connections are handed to it after STARTTLS. */
+const tlsServers = new WeakMap<TlsSettings, TlsServer>();
+
+function tlsServerFor(tls: TlsSettings): TlsServer {
+  let server = tlsServers.get(tls);
+  if (!server) {
+    server = createTlsServer({
+      ...tls.context,
+      requestCert: tls.verifyPeer,
+      rejectUnauthorized: tls.verifyPeer,
+      // node:tls serves PSK beside certificates only in TLS 1.2, with the PSK suites first (on
+      // TLS 1.3 a server holding a certificate fails GnuTLS's PSK clients: "insufficient
+      // credentials"). A matched identity authenticates the client.
+      ...(tls.psk ? {
+        pskCallback: (_socket: TLSSocket, identity: string) => tls.psk!.get(identity) ?? null,
+        maxVersion: 'TLSv1.2' as const,
+        // Node's default list ends in !PSK, which would strike the PSK suites out again.
+        ciphers: [PSK_CIPHERS, ...DEFAULT_CIPHERS.split(':').filter((c) => c !== '!PSK')].join(':'),
+      } : {}),
+    });
+    tlsServers.set(tls, server);
+  }
+  return server;
+}
+
 async function startTls(state: State, settings: ConnectionSettings): Promise<void> {
-  const tls = settings.tls!;
+  const server = tlsServerFor(settings.tls!);
   state.reader.detach(); // whatever was pipelined in plaintext is discarded
-  const secure = new TLSSocket(state.socket, {
-    isServer: true,
-    secureContext: undefined,
-    ...tls.context,
-    requestCert: tls.verifyPeer,
-    rejectUnauthorized: tls.verifyPeer,
-  } as ConstructorParameters<typeof TLSSocket>[1]);
-  await new Promise<void>((resolve, reject) => {
-    secure.once('secure', resolve);
-    secure.once('error', reject);
-    secure.once('close', () => reject(new Error('connection closed during the TLS handshake')));
+  const raw = state.socket;
+  const secure = await new Promise<TLSSocket>((resolve, reject) => {
+    const onSecure = (socket: TLSSocket): void => {
+      if (parentOf(socket) !== raw) return; // another connection's handshake on the shared server
+      cleanup();
+      resolve(socket);
+    };
+    const onError = (err: Error, socket: TLSSocket): void => {
+      if (parentOf(socket) !== raw) return;
+      cleanup();
+      reject(err);
+    };
+    const onClose = (): void => { cleanup(); reject(new Error('connection closed during the TLS handshake')); };
+    const cleanup = (): void => {
+      server.off('secureConnection', onSecure);
+      server.off('tlsClientError', onError);
+      raw.off('close', onClose);
+    };
+    server.on('secureConnection', onSecure);
+    server.on('tlsClientError', onError);
+    raw.once('close', onClose);
+    server.emit('connection', raw);
   });
+  secure.on('error', () => undefined); // reported through the reader
   state.socket = secure;
   state.reader = new ByteReader(secure);
   state.tlsDone = true;
   state.structured = false;
   state.selected = null;
+}
+
+/** The plain socket a server-side TLSSocket wraps (node:tls keeps it as _parent). */
+function parentOf(socket: TLSSocket): unknown {
+  return (socket as unknown as { _parent?: unknown })._parent;
 }
