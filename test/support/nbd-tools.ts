@@ -356,7 +356,8 @@ export const nbdinfo = (args: readonly string[], o?: ToolOptions): Promise<ToolR
 export const nbdcopy = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool('nbdcopy', args, o);
 export const qemuIo = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool('qemu-io', args, o);
 export const qemuImg = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool('qemu-img', args, o);
-export const fio = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool('fio', args, o);
+/** fio, without the verify state file it would otherwise leave in the working directory. */
+export const fio = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool('fio', ['--verify_state_save=0', ...args], o);
 export const qed = (args: readonly string[], o?: ToolOptions): Promise<ToolResult> => runTool(process.execPath, [QED_CLI, ...args], o);
 
 /** `nbdinfo --json URI` parsed (throws with the output when it fails). */
