@@ -11,6 +11,7 @@ import {
   REQUEST_BYTES, decodeRequest, encodeBlockStatus, encodeErrorChunk, encodeNone, encodeOffsetDataHeader,
   encodeOffsetHole, encodeSimpleReply, type Request,
 } from '../protocol/transmission.js';
+import { BufferPool } from './buffer-pool.js';
 import { ConnectionClosed } from './byte-reader.js';
 import { describeError, nbdErrorOf } from './errors.js';
 import type { ConnectionSettings } from './exports.js';
@@ -58,17 +59,20 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
   let bytesInFlight = 0;
   let slotFreed: (() => void) | null = null;
   const freeSlot = (): void => { const wake = slotFreed; slotFreed = null; wake?.(); };
-  const send = (parts: Uint8Array[]): void => {
-    if (parts.length === 1) { socket.write(parts[0]!); return; }
+  const pool = new BufferPool();
+  /** Reply parts go out together; `written` runs once the socket has taken all of them. */
+  const send = (parts: Uint8Array[], written?: () => void): void => {
     (socket as { cork?: () => void }).cork?.();
-    for (const p of parts) socket.write(p);
+    parts.forEach((p, i) => socket.write(p, i === parts.length - 1 && written ? () => written() : undefined));
     (socket as { uncork?: () => void }).uncork?.();
   };
   const unsent = (): number => (socket as { writableLength?: number }).writableLength ?? 0;
 
   const run = async (request: Request, payload: Uint8Array | null, cost: number): Promise<void> => {
     try {
-      send(await execute(request, payload));
+      const reply = await execute(request, payload);
+      const buffer = readBuffers.get(reply);
+      if (buffer) { readBuffers.delete(reply); send(reply, () => pool.give(buffer)); } else send(reply);
     } catch (err) {
       const errno = err instanceof RequestError ? err.errno : nbdErrorOf(err);
       if (!(err instanceof RequestError)) settings.log(`${nameOfCommand(request.type)} at ${request.offset}+${request.length} failed: ${describeError(err)}`);
@@ -122,17 +126,22 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     }
   };
 
+  /** Replies that carry a pooled read buffer, to give it back once written. */
+  const readBuffers = new WeakMap<Uint8Array[], Uint8Array>();
+  const withBuffer = (parts: Uint8Array[], buffer: Uint8Array): Uint8Array[] => { readBuffers.set(parts, buffer); return parts; };
+
   const ok = (handle: bigint): Uint8Array[] => [neg.structuredReplies ? encodeNone(handle) : encodeSimpleReply(handle, 0)];
 
   const read = async (handle: bigint, offset: number, length: number, dontFragment: boolean): Promise<Uint8Array[]> => {
     if (length > maxPayload) throw new RequestError(NBD_EINVAL, `read of ${length} bytes is over the ${maxPayload}-byte maximum`);
     if (length === 0) return ok(handle); // no content chunk may be empty: success with nothing
-    const data = new Uint8Array(length);
+    // Every byte sent is read first and holes are never sent: a reused buffer needs no zeroing.
+    const data = pool.take(length);
     // Hole detection pays for itself only on larger reads; small ones go out as one data chunk.
     if (!neg.structuredReplies || dontFragment || length < SPARSE_READ_MIN_BYTES) {
       await device.read(data, offset);
-      if (!neg.structuredReplies) return [encodeSimpleReply(handle, 0), data];
-      return [encodeOffsetDataHeader(handle, true, offset, length), data];
+      if (!neg.structuredReplies) return withBuffer([encodeSimpleReply(handle, 0), data], data);
+      return withBuffer([encodeOffsetDataHeader(handle, true, offset, length), data], data);
     }
     // Holes (zero clusters, unallocated everywhere) are answered without reading them.
     const runs: Array<{ start: number; length: number; hole: boolean }> = [];
@@ -149,7 +158,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
       if (r.hole) parts.push(encodeOffsetHole(handle, done, r.start, r.length));
       else parts.push(encodeOffsetDataHeader(handle, done, r.start, r.length), data.subarray(r.start - offset, r.start - offset + r.length));
     });
-    return parts;
+    return withBuffer(parts, data);
   };
 
   const blockStatus = async (handle: bigint, offset: number, length: number, onlyOne: boolean): Promise<Uint8Array[]> => {
