@@ -31,6 +31,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomOffsets, type Job, type WorkloadKind } from './workload.js';
+import { isSet, readBenchOptions } from './options.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const WORKER = join(HERE, 'worker.js');
@@ -70,18 +71,8 @@ function parseSize(text: string): number {
 }
 
 function config(): Config {
-  const opts = new Map<string, string>();
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k.startsWith('BENCH_') && v !== undefined) opts.set(k.slice(6).toLowerCase().replace(/_/g, '-'), v);
-  }
-  for (const arg of process.argv.slice(2)) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!m) throw new Error(`unknown argument '${arg}'`);
-    opts.set(m[1]!, m[2] ?? '1');
-  }
-  const known = new Set(['rounds', 'size', 'seq-req', 'rand-ops', 'depths', 'only', 'dir', 'json', 'quick']);
-  for (const k of opts.keys()) if (!known.has(k)) throw new Error(`unknown option '${k}'`);
-  const quick = opts.has('quick') && opts.get('quick') !== '0';
+  const opts = readBenchOptions(['rounds', 'size', 'seq-req', 'rand-ops', 'depths', 'only', 'dir', 'json', 'quick']);
+  const quick = isSet(opts, 'quick');
   return {
     quick,
     rounds: Number(opts.get('rounds') ?? (quick ? 1 : 5)),

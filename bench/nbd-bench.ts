@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import {
   QED_CLI, fioNbd, nbdcopy, qedServeAvailable, startNbdkit, startQedServe, startQemuNbd, type Server,
 } from '../test/support/nbd-tools.js';
+import { isSet, readBenchOptions } from './options.js';
 
 type Contender = 'qed' | 'qemu' | 'ceiling';
 
@@ -68,18 +69,8 @@ function parseSize(text: string): number {
 }
 
 function config(): Config {
-  const opts = new Map<string, string>();
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k.startsWith('BENCH_') && v !== undefined) opts.set(k.slice(6).toLowerCase().replace(/_/g, '-'), v);
-  }
-  for (const arg of process.argv.slice(2)) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!m) throw new Error(`unknown argument '${arg}'`);
-    opts.set(m[1]!, m[2] ?? '1');
-  }
-  const known = new Set(['rounds', 'size', 'only', 'tcp', 'dir', 'json', 'quick']);
-  for (const k of opts.keys()) if (!known.has(k)) throw new Error(`unknown option '${k}'`);
-  const flag = (k: string): boolean => opts.has(k) && opts.get(k) !== '0';
+  const opts = readBenchOptions(['rounds', 'size', 'only', 'tcp', 'dir', 'json', 'quick']);
+  const flag = (k: string): boolean => isSet(opts, k);
   const quick = flag('quick');
   return {
     quick,
