@@ -4,7 +4,8 @@
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
-import { mapChain, type MapEntry } from './map.js';
+import { chainBlockStatus } from '../engine/chain-status.js';
+import { pairedRuns, piecesOf } from './walk.js';
 import { openDevice } from './open.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
 
@@ -34,57 +35,41 @@ export async function compareImages(pathA: string, pathB: string, options: Compa
   }
 }
 
+/**
+ * Walked by both images' block status together: ranges where both read as zeros are not
+ * read at all, so comparing two empty 64 TiB images costs a few runs.
+ */
 export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boolean, chunkSize: number): Promise<CompareResult> {
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && strict) return { kind: 'size-mismatch' };
   const common = Math.min(a.size, b.size);
   const bufA = new Uint8Array(chunkSize);
   const bufB = new Uint8Array(chunkSize);
-  for (let start = 0; start < common; start += chunkSize) {
-    const length = Math.min(chunkSize, common - start);
-    const maps = [mapChain(a, start, length), mapChain(b, start, length)];
-    await settleAll(maps);
-    const [mapA, mapB] = await Promise.all(maps);
-    if (strict) {
-      const at = firstStatusDifference(mapA, mapB);
-      if (at >= 0) return { kind: 'status-mismatch', offset: at };
+  for await (const run of pairedRuns(a, b, 0, common)) {
+    if (strict && (run.a.present !== run.b.present || run.a.zero !== run.b.zero || run.a.data !== run.b.data)) {
+      return { kind: 'status-mismatch', offset: run.start };
     }
-    if (mapA.every((e) => e.zero) && mapB.every((e) => e.zero)) continue;
-    const ra = bufA.subarray(0, length);
-    const rb = bufB.subarray(0, length);
-    await settleAll([a.read(ra, start), b.read(rb, start)]);
-    const at = firstDifference(ra, rb);
-    if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
+    if (run.a.zero && run.b.zero) continue;
+    for (const { start, length } of piecesOf(run.start, run.length, chunkSize)) {
+      const ra = bufA.subarray(0, length);
+      const rb = bufB.subarray(0, length);
+      await settleAll([a.read(ra, start), b.read(rb, start)]);
+      const at = firstDifference(ra, rb);
+      if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
+    }
   }
   // The longer image must read as zeros past the shorter one's end.
   const longer = a.size > b.size ? a : b;
   const buf = new Uint8Array(chunkSize);
-  for (let start = common; start < longer.size; start += chunkSize) {
-    const length = Math.min(chunkSize, longer.size - start);
-    const map = await mapChain(longer, start, length);
-    if (map.every((e) => e.zero)) continue;
-    const piece = buf.subarray(0, length);
-    await longer.read(piece, start);
-    if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch };
+  for await (const run of chainBlockStatus(longer, common, longer.size - common)) {
+    if (run.zero) continue;
+    for (const { start, length } of piecesOf(run.start, run.length, chunkSize)) {
+      const piece = buf.subarray(0, length);
+      await longer.read(piece, start);
+      if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch };
+    }
   }
   return { kind: 'identical', sizeMismatch };
-}
-
-/**
- * Strict mode, as qemu-img's: the same content is not enough, the allocation status (present,
- * zero, data) must agree too. Returns the first offset where it does not, or -1.
- */
-function firstStatusDifference(a: MapEntry[], b: MapEntry[]): number {
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i]!;
-    const y = b[j]!;
-    const at = Math.max(x.start, y.start);
-    if (x.present !== y.present || x.zero !== y.zero || x.data !== y.data) return at;
-    if (x.start + x.length <= y.start + y.length) i++; else j++;
-  }
-  return -1;
 }
 
 function firstDifference(x: Uint8Array, y: Uint8Array): number {

@@ -10,7 +10,9 @@ import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
 import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
-import { runPool } from './pool.js';
+import { runPoolOver } from './pool.js';
+import { type Piece, piecesOf } from './walk.js';
+import { chainBlockStatus } from '../engine/chain-status.js';
 import { isAllZero, sameBytes, zeroRuns } from './zero-detect.js';
 
 export interface ConvertOptions {
@@ -84,15 +86,25 @@ class BufferPool {
   give(buf: Buffer): void { this.free.push(buf); }
 }
 
+/**
+ * Driven by the source's block status: a run that reads as zeros costs nothing when the
+ * target already reads zeros (fresh, no backing file), so an empty 64 TiB source is a few
+ * runs; everything else is copied in chunks, several in flight.
+ */
 async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyPlan): Promise<void> {
   const size = source.size;
-  const chunks = Math.ceil(size / plan.chunkSize);
   let done = 0;
   plan.onProgress?.(0, size);
   const buffers = new BufferPool(plan.chunkSize);
-  await runPool(chunks, plan.inFlight, async (index) => {
-    const start = index * plan.chunkSize;
-    const length = Math.min(plan.chunkSize, size - start);
+  const skipZeros = plan.sparseSize !== 0 && plan.targetIsFresh && target.backing === null;
+  const report = (length: number): void => { done += length; plan.onProgress?.(done, size); };
+  async function* work(): AsyncGenerator<Piece> {
+    for await (const run of chainBlockStatus(source, 0, size)) {
+      if (skipZeros && run.zero) { report(run.length); continue; }
+      yield* piecesOf(run.start, run.length, plan.chunkSize);
+    }
+  }
+  await runPoolOver(work(), plan.inFlight, async ({ start, length }) => {
     const data = buffers.take();
     const current = buffers.take();
     try {
@@ -101,8 +113,7 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
       buffers.give(data);
       buffers.give(current);
     }
-    done += length;
-    plan.onProgress?.(done, size);
+    report(length);
   });
 }
 

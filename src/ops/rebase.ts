@@ -8,6 +8,7 @@ import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { changeBackingFile } from '../engine/header-update.js';
+import { chainBlockStatus } from '../engine/chain-status.js';
 import { openImage } from '../engine/open.js';
 import { QedImage } from '../engine/qed-image.js';
 import { withQedFile } from './chain-files.js';
@@ -49,7 +50,7 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
     try {
       for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
         const extents = await overlay.blockStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
-        const ranges = splitUnallocated(extents, overlay.clusterSize);
+        const ranges = splitByCluster(await differingCandidates(extents, overlay.backing, target), overlay.clusterSize);
         await runPool(ranges.length, 8, (i) => copyIfDifferent(overlay, target, ranges[i]!));
         options.onProgress?.(Math.min(overlay.size, windowStart + WINDOW), overlay.size);
       }
@@ -62,12 +63,52 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
   }
 }
 
-function splitUnallocated(extents: Array<{ kind: string; guestOffset: number; length: number }>, clusterSize: number): Array<{ offset: number; length: number }> {
-  const out: Array<{ offset: number; length: number }> = [];
+/**
+ * The unallocated parts of the overlay where the old or the new backing file holds anything
+ * but zeros: where both read zeros (absent, zero clusters, past their ends) nothing can
+ * differ, so those ranges are never read. An empty overlay over sparse files costs a few runs.
+ */
+async function differingCandidates(extents: Array<{ kind: string; guestOffset: number; length: number }>, oldBacking: BlockDevice | null, newBacking: BlockDevice | null): Promise<Range[]> {
+  const out: Range[] = [];
   for (const e of extents) {
     if (e.kind !== 'unallocated') continue;
-    for (let at = e.guestOffset; at < e.guestOffset + e.length;) {
-      const next = Math.min(e.guestOffset + e.length, at - (at % clusterSize) + clusterSize);
+    const nonZero = mergeRanges([
+      ...await nonZeroRanges(oldBacking, e.guestOffset, e.length),
+      ...await nonZeroRanges(newBacking, e.guestOffset, e.length),
+    ]);
+    out.push(...nonZero);
+  }
+  return out;
+}
+
+interface Range { offset: number; length: number }
+
+async function nonZeroRanges(device: BlockDevice | null, start: number, length: number): Promise<Range[]> {
+  const end = Math.min(start + length, device?.size ?? 0);
+  const out: Range[] = [];
+  if (!device || end <= start) return out;
+  for await (const run of chainBlockStatus(device, start, end - start)) {
+    if (!run.zero) out.push({ offset: run.start, length: run.length });
+  }
+  return out;
+}
+
+function mergeRanges(ranges: Range[]): Range[] {
+  const sorted = ranges.sort((x, y) => x.offset - y.offset);
+  const out: Range[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.offset <= last.offset + last.length) last.length = Math.max(last.length, r.offset + r.length - last.offset);
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+function splitByCluster(ranges: Range[], clusterSize: number): Range[] {
+  const out: Range[] = [];
+  for (const r of ranges) {
+    for (let at = r.offset; at < r.offset + r.length;) {
+      const next = Math.min(r.offset + r.length, at - (at % clusterSize) + clusterSize);
       out.push({ offset: at, length: next - at });
       at = next;
     }

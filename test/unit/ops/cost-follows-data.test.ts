@@ -1,0 +1,88 @@
+// Walking operations cost what the images hold, not their virtual size: an empty 64 TiB QED
+// image converts, compares and rebases onto an empty QED backing file with a bounded number
+// of block status requests and file reads (a chunk-by-chunk walk makes one request per 2 MiB:
+// tens of millions). The assertions count requests, never time.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from '../../../src/io/block-file.js';
+import { CheckedDevice } from '../../../src/engine/checked-device.js';
+import { MemoryStore } from '../../../src/io/memory-file.js';
+import { compareImages } from '../../../src/ops/compare.js';
+import { convertImage } from '../../../src/ops/convert.js';
+import { createImage } from '../../../src/ops/create.js';
+import { openDevice } from '../../../src/ops/open.js';
+import { rebaseImage } from '../../../src/ops/rebase.js';
+
+const TiB = 2 ** 40;
+
+/** Counts block status requests on every device (the walk's unit of work). */
+function countStatusCalls(): { calls: () => number; restore: () => void } {
+  let calls = 0;
+  const original = CheckedDevice.prototype.blockStatus;
+  CheckedDevice.prototype.blockStatus = function (this: CheckedDevice, offset: number, length: number) {
+    calls++;
+    return original.call(this, offset, length);
+  };
+  return { calls: () => calls, restore: () => { CheckedDevice.prototype.blockStatus = original; } };
+}
+const MiB = 2 ** 20;
+
+/** A store whose files count the reads made through them. */
+function counting(store: MemoryStore): { store: FileStore; reads: () => number } {
+  let reads = 0;
+  const wrapped: FileStore = {
+    async open(path: string, mode: OpenMode, options?: OpenFileOptions): Promise<BlockFile> {
+      const file = await store.open(path, mode, options);
+      return { ...file, path: file.path, readOnly: file.readOnly, read: (b, o) => { reads++; return file.read(b, o); }, write: (b, o) => file.write(b, o), flush: () => file.flush(), size: () => file.size(), truncate: (n) => file.truncate(n), close: () => file.close() };
+    },
+    create: (p, o) => store.create(p, o),
+    resolveBacking: (p, n) => store.resolveBacking(p, n),
+    identity: (p) => store.identity(p),
+  };
+  return { store: wrapped, reads: () => reads };
+}
+
+test('an empty 64 TiB image converts and compares with a bounded number of reads, and the data that is there is copied', async () => {
+  const memory = new MemoryStore();
+  await createImage('big.qed', { store: memory, size: 64 * TiB });
+  const device = await openDevice('big.qed', { store: memory });
+  await device.write(new Uint8Array(64 * 1024).fill(7), 40 * TiB);
+  await device.close();
+  const { store, reads } = counting(memory);
+  const status = countStatusCalls();
+  try {
+    // A walk in 256 MiB steps makes 2^18 requests per layer for 64 TiB; one per 2 MiB, 2^25.
+    await convertImage('big.qed', 'copy.qed', { store, targetFormat: 'qed' });
+    assert.ok(status.calls() <= 2 ** 19, `convert made ${status.calls()} block status requests`);
+    assert.ok(reads() < 20_000, `convert made ${reads()} reads`);
+    const before = { reads: reads(), calls: status.calls() };
+    assert.deepEqual(await compareImages('big.qed', 'copy.qed', { store }), { kind: 'identical', sizeMismatch: false });
+    assert.ok(status.calls() - before.calls <= 2 ** 20, `compare made ${status.calls() - before.calls} block status requests`);
+    assert.ok(reads() - before.reads < 20_000, `compare made ${reads() - before.reads} reads`);
+  } finally {
+    status.restore();
+  }
+  const copy = await openDevice('copy.qed', { store: memory, readOnly: true });
+  const buf = new Uint8Array(64 * 1024);
+  await copy.read(buf, 40 * TiB);
+  assert.ok(buf.every((b) => b === 7));
+  await copy.close();
+});
+
+test('rebasing an empty overlay onto an empty QED backing file reads only metadata', async () => {
+  const memory = new MemoryStore();
+  await createImage('new.qed', { store: memory, size: 4 * TiB });
+  await createImage('ov.qed', { store: memory, size: 4 * TiB });
+  const ov = await openDevice('ov.qed', { store: memory });
+  await ov.write(new Uint8Array(MiB).fill(3), MiB);
+  await ov.close();
+  const { store, reads } = counting(memory);
+  await rebaseImage('ov.qed', 'new.qed', { store, backingFormat: 'qed' });
+  assert.ok(reads() < 20_000, `rebase made ${reads()} reads`);
+  const check = await openDevice('ov.qed', { store: memory, readOnly: true });
+  assert.equal(check.backing?.path, 'new.qed');
+  const buf = new Uint8Array(MiB);
+  await check.read(buf, MiB);
+  assert.ok(buf.every((b) => b === 3));
+  await check.close();
+});
