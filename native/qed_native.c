@@ -6,6 +6,9 @@
 //   isByteLocked(fd, byte)     F_OFD_GETLK with an exclusive lock: true when another open file
 //                              description holds any lock on the byte.
 //   blockDeviceSize(fd)        ioctl BLKGETSIZE64: a block device's size in bytes (fstat says 0).
+//   seekData(fd, offset, hole) lseek SEEK_DATA (hole false) or SEEK_HOLE (hole true): the next
+//                              data or hole at or after offset, or -1 when there is no more
+//                              data (ENXIO). Where holes cannot be found, throws with ENOSYS.
 //
 // Open-file-description locks (Linux 3.15) belong to the open file, not the process, so two
 // opens in one process conflict like two processes do, and closing one descriptor never drops
@@ -136,11 +139,37 @@ static napi_value block_device_size(napi_env env, napi_callback_info info) {
 #endif
 }
 
+static napi_value seek_data(napi_env env, napi_callback_info info) {
+  napi_value args[3];
+  if (!read_args(env, info, 3, args)) return NULL;
+  int64_t fd, offset;
+  if (!read_int64(env, args[0], "fd", &fd) || !read_int64(env, args[1], "offset", &offset)) return NULL;
+  bool hole = false;
+  if (napi_get_value_bool(env, args[2], &hole) != napi_ok) {
+    napi_throw_type_error(env, NULL, "hole must be a boolean");
+    return NULL;
+  }
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+  off_t at = lseek((int)fd, (off_t)offset, hole ? SEEK_HOLE : SEEK_DATA);
+  napi_value out;
+  if (at < 0) {
+    if (errno != ENXIO) return throw_errno(env, hole ? "lseek(SEEK_HOLE)" : "lseek(SEEK_DATA)", errno);
+    at = -1;
+  }
+  napi_create_double(env, (double)at, &out);
+  return out;
+#else
+  (void)offset; (void)hole;
+  return throw_errno(env, "lseek(SEEK_DATA)", ENOSYS);
+#endif
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
     { "lockByte", NULL, lock_byte, NULL, NULL, NULL, napi_enumerable, NULL },
     { "isByteLocked", NULL, is_byte_locked, NULL, NULL, NULL, napi_enumerable, NULL },
     { "blockDeviceSize", NULL, block_device_size, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
   return exports;

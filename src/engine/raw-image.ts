@@ -66,14 +66,21 @@ export class RawImage extends CheckedDevice {
   }
 
   /**
-   * Every byte of a raw file is data at the same offset, except the padding past the file's
-   * end up to the next sector, which reads as zeros (what QEMU's file layer reports too).
+   * A raw file is data at the same offset, except its holes (where the file can tell) and the
+   * padding past its end up to the next sector, which read as zeros (what QEMU's file layer
+   * reports too).
    */
   protected async statusOf(offset: number, length: number): Promise<LayerExtent[]> {
     const end = offset + length;
     const dataEnd = Math.min(end, Math.max(offset, this.fileLength));
     const extents: LayerExtent[] = [];
-    if (dataEnd > offset) extents.push({ kind: 'data', guestOffset: offset, length: dataEnd - offset, hostOffset: offset });
+    if (dataEnd > offset) {
+      // Holes of a sparse file read as zeros (qemu-img map says zero, not data); a file that
+      // cannot tell is all data.
+      const runs = await this.file.findData?.(offset, dataEnd - offset) ?? null;
+      if (runs === null) extents.push({ kind: 'data', guestOffset: offset, length: dataEnd - offset, hostOffset: offset });
+      else for (const r of runs) extents.push({ kind: r.data ? 'data' : 'zero', guestOffset: r.offset, length: r.length, hostOffset: r.offset });
+    }
     if (end > dataEnd) extents.push({ kind: 'zero', guestOffset: dataEnd, length: end - dataEnd, hostOffset: dataEnd });
     return extents;
   }

@@ -17,6 +17,12 @@ export interface BlockFile {
   /** Make every completed write and truncate durable (fdatasync). */
   flush(): Promise<void>;
   size(): Promise<number>;
+  /**
+   * Where the file holds data and where it has holes in [offset, offset+length), in order, if
+   * the file can tell cheaply (SEEK_DATA/SEEK_HOLE); null when it cannot, and then everything
+   * must be taken as data. Optional: stores without holes need not implement it.
+   */
+  findData?(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null>;
   truncate(size: number): Promise<void>;
   close(): Promise<void>;
 }

@@ -13,6 +13,8 @@ export interface NativeIo {
   isByteLocked(fd: number, byte: number): boolean;
   /** ioctl BLKGETSIZE64. */
   blockDeviceSize(fd: number): number;
+  /** lseek SEEK_DATA / SEEK_HOLE: the next data (or hole) at or after offset; -1 past the last data. */
+  seekData?(fd: number, offset: number, hole: boolean): number;
 }
 
 export type NativeLoad = { ok: true; io: NativeIo } | { ok: false; reason: string };

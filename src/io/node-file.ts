@@ -20,6 +20,9 @@ let lockingByDefault = true;
 /** The CLI's --no-lock: opens that do not say `lock` themselves take no locks. */
 export function setLockingByDefault(on: boolean): void { lockingByDefault = on; }
 
+/** Runs reported by one findData call at most (a file with millions of holes is walked in parts). */
+const MAX_HOLE_RUNS = 65536;
+
 export class NodeFile implements BlockFile {
   private constructor(
     readonly path: string,
@@ -126,6 +129,33 @@ export class NodeFile implements BlockFile {
 
   async truncate(size: number): Promise<void> {
     try { await this.handle.truncate(size); } catch (err) { throw wrapIoError('truncate', this.path, size, err); }
+  }
+
+  /**
+   * Data and holes by lseek(SEEK_DATA/SEEK_HOLE) through the native addon, as qemu-img's raw
+   * driver finds them; null without the addon or where the file system cannot tell (then all
+   * is data). At most MAX_HOLE_RUNS runs per call: the rest is reported as data.
+   */
+  async findData(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null> {
+    const seek = this.native.ok ? this.native.io.seekData : undefined;
+    if (!seek || this.blockDevice !== null) return null;
+    const fd = this.handle.fd;
+    const end = offset + length;
+    const runs: Array<{ offset: number; length: number; data: boolean }> = [];
+    try {
+      for (let pos = offset; pos < end;) {
+        if (runs.length >= MAX_HOLE_RUNS) { runs.push({ offset: pos, length: end - pos, data: true }); break; }
+        const data = seek(fd, pos, false);
+        if (data < 0 || data >= end) { runs.push({ offset: pos, length: end - pos, data: false }); break; }
+        if (data > pos) runs.push({ offset: pos, length: data - pos, data: false });
+        const hole = Math.min(end, seek(fd, data, true));
+        runs.push({ offset: data, length: hole - data, data: true });
+        pos = hole;
+      }
+    } catch {
+      return null; // ENOSYS, or a file system without SEEK_DATA: no holes known
+    }
+    return runs;
   }
 
   async close(): Promise<void> {

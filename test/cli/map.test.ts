@@ -2,8 +2,8 @@
 // (depth, present, zero, data, host offset, merging of host-contiguous runs), --start-offset
 // and --max-length clipping, and the exit code on metadata that cannot be read.
 //
-// Raw backing files here are written in full (no holes): Node cannot ask the file system for
-// holes, a difference the README states.
+// Raw backing files here are written in full (no holes); sparse raw files are compared with
+// qemu-img map in test/interop/sparse-raw.test.ts.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';

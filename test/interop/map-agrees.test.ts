@@ -1,8 +1,7 @@
 // `qed map --output=json` prints what `qemu-img map --output=json` prints for the same image:
 // the same runs with the same depth, present/zero/data flags and host offsets, merged the
-// same way. Images are written by qemu-io; raw backing files are fully written, because our
-// raw layer cannot see holes in a sparse file and QEMU reports them as zero (a documented
-// difference).
+// same way. Images are written by qemu-io; raw backing files are fully written here (sparse
+// raw files are compared in sparse-raw.test.ts).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
