@@ -18,7 +18,7 @@ const DEFAULT_PORT = 10809;
 interface ServeFlags {
   socket?: string; port?: string; bind: string; exportName?: string; description?: string; readOnly?: boolean;
   shared: string; persistent?: boolean; format?: string; pidFile?: string; tlsCreds?: string; tlsVerifyPeer: string;
-  tlsPsk?: string; quiet?: boolean; cache?: string;
+  tlsPsk?: string; quiet?: boolean;
 }
 
 export function registerServe(program: Command, run: RunCommand): void {
@@ -61,6 +61,7 @@ async function serve(files: string[], flags: ServeFlags): Promise<number> {
   const tls = flags.tlsCreds ? await loadTls(flags.tlsCreds, flags.tlsVerifyPeer === 'yes', flags.tlsPsk) : null;
   const format = parseFormat(flags.format);
   const devices: BlockDevice[] = [];
+  let code = 1;
   try {
     for (const file of files) devices.push(await openDevice(file, { format, readOnly: Boolean(flags.readOnly) }));
     const exports: NbdExport[] = devices.map((device, i) => ({
@@ -68,10 +69,18 @@ async function serve(files: string[], flags: ServeFlags): Promise<number> {
       description: files.length === 1 ? (flags.description ?? '') : '',
       device,
     }));
-    return await runServer(exports, listen, tls, shared, flags);
+    code = await runServer(exports, listen, tls, shared, flags);
   } finally {
-    for (const d of devices) await d.close().catch((err: unknown) => process.stderr.write(`qed: serve: ${d.path}: ${err instanceof Error ? err.message : String(err)}\n`));
+    // Closing writes everything back: a failure means acknowledged writes may be lost, so it
+    // is reported and changes the exit code.
+    for (const d of devices) {
+      await d.close().catch((err: unknown) => {
+        process.stderr.write(`qed: serve: ${d.path}: ${err instanceof Error ? err.message : String(err)}\n`);
+        code = 1;
+      });
+    }
   }
+  return code;
 }
 
 async function runServer(exports: NbdExport[], listen: ListenOn, tls: TlsSettings | null, shared: number, flags: ServeFlags): Promise<number> {

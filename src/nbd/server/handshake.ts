@@ -193,6 +193,7 @@ function tlsServerFor(tls: TlsSettings): TlsServer {
         ciphers: [PSK_CIPHERS, ...DEFAULT_CIPHERS.split(':').filter((c) => c !== '!PSK')].join(':'),
       } : {}),
     });
+    server.setMaxListeners(0); // one pair of listeners per connection in its TLS handshake
     tlsServers.set(tls, server);
   }
   return server;
