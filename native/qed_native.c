@@ -6,6 +6,12 @@
 //   isByteLocked(fd, byte)     F_OFD_GETLK with an exclusive lock: true when another open file
 //                              description holds any lock on the byte.
 //   blockDeviceSize(fd)        ioctl BLKGETSIZE64: a block device's size in bytes (fstat says 0).
+//   readNowait(fd, buf, position)
+//                              preadv2 with RWF_NOWAIT: reads into buf (a Uint8Array) only what
+//                              the page cache already holds, never waiting for the device.
+//                              Returns the bytes read, -1 when nothing could be read without
+//                              blocking (EAGAIN), -2 when this file or kernel cannot do it
+//                              (tmpfs, no RWF_NOWAIT): the caller then stops asking.
 //   seekData(fd, offset, hole) lseek SEEK_DATA (hole false) or SEEK_HOLE (hole true): the next
 //                              data or hole at or after offset, or -1 when there is no more
 //                              data (ENXIO). Where holes cannot be found, throws with ENOSYS.
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/fs.h>
@@ -164,12 +171,44 @@ static napi_value seek_data(napi_env env, napi_callback_info info) {
 #endif
 }
 
+static napi_value read_nowait(napi_env env, napi_callback_info info) {
+  napi_value args[3];
+  if (!read_args(env, info, 3, args)) return NULL;
+  int64_t fd, position;
+  if (!read_int64(env, args[0], "fd", &fd) || !read_int64(env, args[2], "position", &position)) return NULL;
+  void *data = NULL;
+  size_t length = 0;
+  napi_typedarray_type type;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, args[1], &type, &length, &data, &arraybuffer, &byte_offset) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "buf must be a Uint8Array");
+    return NULL;
+  }
+  ssize_t got = -2;
+#if defined(RWF_NOWAIT)
+  struct iovec iov = { data, length };
+  got = preadv2((int)fd, &iov, 1, (off_t)position, RWF_NOWAIT);
+  if (got < 0) {
+    if (errno == EAGAIN) got = -1;
+    else if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) got = -2;
+    else return throw_errno(env, "preadv2(RWF_NOWAIT)", errno);
+  }
+#else
+  (void)fd; (void)position; (void)data; (void)length;
+#endif
+  napi_value out;
+  napi_create_double(env, (double)got, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
     { "lockByte", NULL, lock_byte, NULL, NULL, NULL, napi_enumerable, NULL },
     { "isByteLocked", NULL, is_byte_locked, NULL, NULL, NULL, napi_enumerable, NULL },
     { "blockDeviceSize", NULL, block_device_size, NULL, NULL, NULL, napi_enumerable, NULL },
     { "seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "readNowait", NULL, read_nowait, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
   return exports;

@@ -15,6 +15,8 @@ export interface NativeIo {
   blockDeviceSize(fd: number): number;
   /** lseek SEEK_DATA / SEEK_HOLE: the next data (or hole) at or after offset; -1 past the last data. */
   seekData?(fd: number, offset: number, hole: boolean): number;
+  /** preadv2(RWF_NOWAIT): what the page cache holds at position, without waiting; -1 if nothing, -2 if never possible here. */
+  readNowait?(fd: number, buf: Uint8Array, position: number): number;
 }
 
 export type NativeLoad = { ok: true; io: NativeIo } | { ok: false; reason: string };

@@ -20,6 +20,14 @@ let lockingByDefault = true;
 /** The CLI's --no-lock: opens that do not say `lock` themselves take no locks. */
 export function setLockingByDefault(on: boolean): void { lockingByDefault = on; }
 
+/**
+ * Reads up to this size are first tried without waiting (preadv2 RWF_NOWAIT): what the page
+ * cache holds is copied at once on the main thread, skipping the thread-pool round trip that
+ * bounds reads at one request in flight. A miss costs one syscall and goes the usual way, so
+ * the event loop is never blocked on the device.
+ */
+const NOWAIT_MAX_BYTES = 128 * 1024;
+
 /** Runs reported by one findData call at most (a file with millions of holes is walked in parts). */
 const MAX_HOLE_RUNS = 65536;
 
@@ -88,7 +96,8 @@ export class NodeFile implements BlockFile {
   }
 
   async read(buf: Uint8Array, offset: number): Promise<number> {
-    let done = 0;
+    let done = this.readFromPageCache(buf, offset);
+    if (done === buf.length) return done;
     try {
       while (done < buf.length) {
         const bytesRead = await readAt(this.handle.fd, buf, done, buf.length - done, offset + done);
@@ -129,6 +138,19 @@ export class NodeFile implements BlockFile {
 
   async truncate(size: number): Promise<void> {
     try { await this.handle.truncate(size); } catch (err) { throw wrapIoError('truncate', this.path, size, err); }
+  }
+
+  /** False once the file system said it cannot read without waiting (tmpfs): then never asked again. */
+  private nowait = true;
+
+  /** Bytes copied from the page cache without waiting (0 when none, or when not possible here). */
+  private readFromPageCache(buf: Uint8Array, offset: number): number {
+    const readNowait = this.native.ok ? this.native.io.readNowait : undefined;
+    if (!this.nowait || !readNowait || buf.length > NOWAIT_MAX_BYTES || buf.length === 0) return 0;
+    let got: number;
+    try { got = readNowait(this.handle.fd, buf, offset); } catch { this.nowait = false; return 0; }
+    if (got === -2) { this.nowait = false; return 0; }
+    return Math.max(0, got);
   }
 
   /**
