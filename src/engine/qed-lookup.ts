@@ -27,9 +27,10 @@ export interface LookupOptions {
 export class ClusterLookup {
   cache!: TableCache;
   /**
-   * Positions of entries found on disk pointing at or past openEnd. They stay invalid for the
-   * life of the image, even once allocations make the file reach that far: otherwise a stale
-   * or hostile entry would come to alias a cluster this process allocated.
+   * Positions of entries found on disk naming space at or past openEnd (a data cluster, or any
+   * part of an L2 table). They stay invalid for the life of the image, even once allocations
+   * make the file reach that far: otherwise a stale or hostile entry would come to alias a
+   * cluster this process allocated.
    */
   private readonly suspectEntries = new Set<number>();
   private readonly scannedChunks = new Set<number>();
@@ -42,9 +43,13 @@ export class ClusterLookup {
     if (hostOffset >= this.o.openEnd || this.scannedChunks.has(hostOffset)) return;
     this.scannedChunks.add(hostOffset);
     const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    // An L1 entry names a whole table: one that starts inside the file but runs past its end
+    // is as stale as one that starts past it (allocations would later fill it with guest data).
+    const inL1 = hostOffset >= this.o.l1TableOffset && hostOffset < this.o.l1TableOffset + this.o.geometry.tableBytes;
+    const reach = inL1 ? this.o.geometry.tableBytes : this.o.geometry.clusterSize;
     for (let i = 0; i < ENTRIES_PER_CHUNK; i++) {
       const entry = entryAt(view, i);
-      if (entry !== QED_UNALLOCATED && entry !== QED_ZERO_CLUSTER && entry >= this.o.openEnd) this.suspectEntries.add(hostOffset + i * 8);
+      if (entry !== QED_UNALLOCATED && entry !== QED_ZERO_CLUSTER && entry + reach > this.o.openEnd) this.suspectEntries.add(hostOffset + i * 8);
     }
   }
 
