@@ -118,12 +118,16 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           result.allocatedClusters++;
           if (lastData !== 0 && entry !== lastData + cs) result.fragmentedClusters++;
           lastData = entry;
-          const valid = isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
+          // An entry aimed at the L1 table is never guest data: cleared like an invalid one, not
+          // given a copy of the table, so the image reads (zeros or backing data) as a dirty
+          // image opened read-only already reads it.
+          const aimsAtL1 = entry < header.l1TableOffset + geometry.tableBytes && header.l1TableOffset < entry + cs;
+          const valid = !aimsAtL1 && isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
           if (valid) fixedByExtension(entry, cs, `L2 entry at ${hex(l2EntryHost)}`);
           if (valid && used.markRangeCountingOverlaps(entry / cs, 1) === 0) continue;
           result.corruptions++;
           if (!valid) {
-            result.problems.push(`L2 entry at ${hex(l2EntryHost)}: invalid cluster offset ${hex(entry)}`);
+            result.problems.push(`L2 entry at ${hex(l2EntryHost)}: ${aimsAtL1 ? `cluster ${hex(entry)} is the L1 table` : `invalid cluster offset ${hex(entry)}`}`);
             if (fixAll) { l2Piece.setEntry(j, 0); result.corruptionsFixed++; }
             continue;
           }

@@ -11,7 +11,7 @@ import { F_NEED_CHECK, ImageBuilder } from '../../support/image-builder.js';
 
 const CS = 0x10000;
 
-/** Guest clusters 0 and 1 hold data; L2[2] points past the end of the file; L2[3] is misaligned. */
+/** Guest clusters 0 and 1 hold data; L2[2] points past the end of the file; L2[3] is misaligned; L2[4] names the L1 table. */
 function damaged(dirty: boolean): MemoryStore {
   const b = new ImageBuilder({ clusterSize: CS, tableSize: 4, imageSize: 16 * CS });
   b.mapData(0, 0x11);
@@ -19,6 +19,7 @@ function damaged(dirty: boolean): MemoryStore {
   const table = b.tableOf(0);
   b.setL2(table, 2, 0x400000);
   b.setL2(table, 3, 0x90000 + 0x200);
+  b.setL2(table, 4, Number(b.header.l1TableOffset));
   if (dirty) b.header.features |= F_NEED_CHECK;
   const store = new MemoryStore();
   store.add('/d.qed', b.toFile('/d.qed'));
@@ -42,7 +43,7 @@ test('a dirty image read read-only shows what the repair will leave, and writes 
   const readOnly = await readAll(store, true);
   assert.equal(readOnly[0], 0x11);
   assert.equal(readOnly[CS], 0x22);
-  assert.ok(readOnly.subarray(2 * CS, 4 * CS).every((b) => b === 0), 'entries the repair clears read as zeros');
+  assert.ok(readOnly.subarray(2 * CS, 5 * CS).every((b) => b === 0), 'entries the repair clears read as zeros (the L1 table is never guest data)');
   const after = store.files.get('/d.qed')!;
   assert.equal(after.sizeSync, before.sizeSync);
   const a = new Uint8Array(after.sizeSync); after.readSync(a, 0);
@@ -62,6 +63,7 @@ test('a clean image with the same bad entries refuses reads of them with a FORMA
     assert.equal(good[0], 0x11);
     await assert.rejects(device.read(new Uint8Array(CS), 2 * CS), (err: unknown) => err instanceof QedError && err.code === 'FORMAT');
     await assert.rejects(device.read(new Uint8Array(CS), 3 * CS), (err: unknown) => err instanceof QedError && err.code === 'FORMAT');
+    await assert.rejects(device.read(new Uint8Array(CS), 4 * CS), (err: unknown) => err instanceof QedError && err.code === 'FORMAT');
   } finally {
     await device.close();
   }
