@@ -78,7 +78,14 @@ export class FastZeroError extends QedError {
 
 /** Hex offsets in messages, as the style guide asks: "at 0x90000". */
 export function hex(n: number | bigint): string {
+  // Table entries beyond 2^53 are read as Infinity (see entryAt): say what is known.
+  if (typeof n === 'number' && !Number.isFinite(n)) return 'an offset of 2^53 or more';
   return '0x' + n.toString(16);
+}
+
+/** Text from an image (a backing name) made safe for one line on a terminal: control characters as \xNN. */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 const ERRNO_TEXT: Record<string, string> = {

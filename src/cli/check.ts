@@ -1,7 +1,7 @@
 // qed check [-f FMT] [-U] [-r leaks|all] [--output=human|json] [-q] FILE
 import type { Command } from 'commander';
-import { UnsupportedError, UsageError } from '../base/errors.js';
-import { checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
+import { UsageError } from '../base/errors.js';
+import { FormatHasNoCheck, checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
 import { parseFormat, parseOutput } from './options.js';
 import { type RunCommand, reportError, writeOut } from './report.js';
 
@@ -28,7 +28,7 @@ export function registerCheck(program: Command, run: RunCommand): void {
       try {
         report = await checkFile(file, { format: parseFormat(flags.format), repair: (flags.repair ?? 'none') as RepairMode, forceShare: flags.forceShare });
       } catch (err) {
-        if (err instanceof UnsupportedError) { reportError('check', err, file); return EXIT_CHECK_UNSUPPORTED; }
+        if (err instanceof FormatHasNoCheck) { reportError('check', err, file); return EXIT_CHECK_UNSUPPORTED; }
         throw err;
       }
       if (!flags.quiet) writeOut(flags.output === 'json' ? jsonReport(report) : humanReport(report));

@@ -1,5 +1,5 @@
 // The one place the CLI turns an error into a line on stderr and an exit code.
-import { QedError, UsageError } from '../base/errors.js';
+import { QedError, UsageError, printable } from '../base/errors.js';
 
 /** A missing argument or option: the error line is followed by the command's usage. */
 export class MissingArgument extends UsageError {}
@@ -14,8 +14,9 @@ export function isDebug(): boolean { return debug; }
 /** One line: "qed: <command>: <file>: <what went wrong>"; the stack only with --debug. */
 export function reportError(command: string, err: unknown, file?: string): number {
   const where = (err instanceof QedError && err.path) ? err.path : file;
-  const message = err instanceof Error ? err.message : String(err);
-  const prefix = ['qed', command, where].filter((p) => p !== undefined && p !== '').join(': ');
+  // Messages may quote what an image holds (a backing name): never let it break the line or drive the terminal.
+  const message = printable(err instanceof Error ? err.message : String(err));
+  const prefix = ['qed', command, where === undefined ? undefined : printable(where)].filter((p) => p !== undefined && p !== '').join(': ');
   process.stderr.write(`${prefix}: ${message}\n`);
   if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return 1;

@@ -2,6 +2,9 @@
 // itself (no automatic repair), optionally repair, then check again and report the second
 // result with the counts of what was fixed.
 import { UnsupportedError } from '../base/errors.js';
+
+/** The image's format has no check at all (qemu-img: exit 63), unlike an image we cannot open (exit 1). */
+export class FormatHasNoCheck extends UnsupportedError {}
 import type { FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
@@ -31,7 +34,7 @@ export async function checkFile(path: string, options: CheckFileOptions = {}): P
   const file = await store.open(path, repair === 'none' ? 'read-only' : 'read-write', { forceShare: options.forceShare });
   try {
     const format = options.format ?? await probeFile(file);
-    if (format !== 'qed') throw new UnsupportedError('checks of raw images (the format has no metadata to check)', { path });
+    if (format !== 'qed') throw new FormatHasNoCheck('checks of raw images (the format has no metadata to check)', { path });
     const { header } = await readHeader(file);
     const first = await checkImage(file, header, { fix: repair });
     if (first.corruptionsFixed + first.leaksFixed === 0) return { ...first, filename: path, format, repaired: false };
