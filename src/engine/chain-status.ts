@@ -22,7 +22,7 @@ export interface ChainExtent {
   filename?: string;
 }
 
-/** Guest bytes examined per step: bounds the extents held at once (at most one per cluster of a step). */
+/** Guest bytes examined per step at least (or 8192 clusters): bounds the extents held at once (at most one per cluster of a step). */
 export const CHAIN_STATUS_STEP = 256 * 1024 * 1024;
 
 /**
@@ -39,9 +39,11 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
     throw new RangeError_(`block status ${hex(start)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, offset: start });
   }
   const end = start + length;
+  // At least 8192 clusters a step: with 64 MiB clusters 256 MiB would be four entries.
+  const stepBytes = Math.max(CHAIN_STATUS_STEP, device.capabilities.blockSizes.preferred * 8192);
   let pending: ChainExtent | null = null;
   for (let pos = start; pos < end;) {
-    const stepEnd = Math.min(end, pos + CHAIN_STATUS_STEP);
+    const stepEnd = Math.min(end, pos + stepBytes);
     const step: ChainExtent[] = [];
     await statusOfLayer(device, pos, stepEnd, 0, step);
     for (const e of step) {

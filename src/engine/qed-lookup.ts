@@ -96,7 +96,15 @@ export class ClusterLookup {
       const chunkOffset = l2Offset + Math.floor(l2Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES;
       const chunk = await this.cache.acquire(chunkOffset);
       try {
-        for (let i = l2Index % ENTRIES_PER_CHUNK; i < ENTRIES_PER_CHUNK && pos < end; i++) {
+        const first = l2Index % ENTRIES_PER_CHUNK;
+        if (restIsUnallocated(chunk.view, first)) {
+          // A sparse table costs a scan per chunk, not an object per entry.
+          const next = Math.min(end, g.clusterStart(pos) + (ENTRIES_PER_CHUNK - first) * cs);
+          appendMerged(out, { kind: 'unallocated', guestOffset: pos, length: next - pos }, firstOut);
+          pos = next;
+          continue;
+        }
+        for (let i = first; i < ENTRIES_PER_CHUNK && pos < end; i++) {
           const entry = entryAt(chunk.view, i);
           const next = Math.min(end, g.clusterStart(pos) + cs);
           let extent: LayerExtent;
@@ -136,6 +144,14 @@ export class ClusterLookup {
     const l1 = this.o.l1TableOffset;
     return offset < l1 + this.o.geometry.tableBytes && l1 < offset + length;
   }
+}
+
+/** True when every entry of the chunk from `first` on is 0 (unallocated). */
+function restIsUnallocated(view: DataView, first: number): boolean {
+  for (let at = first * 8; at < view.byteLength; at += 8) {
+    if (view.getUint32(at, true) !== 0 || view.getUint32(at + 4, true) !== 0) return false;
+  }
+  return true;
 }
 
 /** Append, merging with the previous run when kinds match and data is host-contiguous. */
