@@ -15,6 +15,8 @@ import { registerResize } from './resize.js';
 import { registerServe } from './serve.js';
 import '../io/node-default.js';
 import { setLockingByDefault } from '../io/node-file.js';
+import { setDefaultBackingPolicy } from '../ops/open.js';
+import { UsageError } from '../base/errors.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
 
 function version(): string {
@@ -43,11 +45,16 @@ async function main(argv: string[]): Promise<number> {
     .version(version())
     .option('--debug', 'print stack traces with errors')
     .option('--no-lock', 'take no image locks and respect none (as QEMU\'s locking=off): only when nothing else can use the images')
+    .option('--backing-root <dir>', 'follow backing files only inside DIR (symlinks resolved, no ..): for images from elsewhere')
+    .option('--no-backing-files', 'refuse every backing file')
     .showHelpAfterError()
     .exitOverride()
     .hook('preAction', (cmd) => {
       setDebug(Boolean(cmd.opts().debug));
       setLockingByDefault(cmd.opts().lock !== false);
+      const { backingRoot, backingFiles } = cmd.opts() as { backingRoot?: string; backingFiles?: boolean };
+      if (backingFiles === false && backingRoot !== undefined) throw new UsageError('--backing-root and --no-backing-files are alternatives');
+      setDefaultBackingPolicy(backingFiles === false ? { follow: 'none' } : backingRoot !== undefined ? { follow: 'under', root: backingRoot } : { follow: 'any' });
     });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
   for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,

@@ -1,6 +1,6 @@
 // Opening an image and its backing chain: probing, loop and depth limits, relative backing
 // names, and the NEED_CHECK repair hook. Backing files are always opened read-only.
-import { ChainError, FormatError, QedError, UsageError } from '../base/errors.js';
+import { ChainError, FormatError, QedError, UsageError, printable } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
 import { QED_F_BACKING_FILE, QED_F_BACKING_FORMAT_NO_PROBE, QED_F_NEED_CHECK, QED_HEADER_STRUCT_SIZE } from '../format/constants.js';
 import { decodeHeader, hasFeature, type QedHeader, validateHeader } from '../format/header.js';
@@ -12,6 +12,13 @@ import type { Scheduler } from './scheduler.js';
 
 /** Backing files below an image, at most. QEMU has no limit; a deeper chain is a mistake or an attack. */
 export const MAX_CHAIN_DEPTH = 64;
+
+/**
+ * Images travel: a backing name of /etc/passwd or ../../secret would serve a host file as
+ * guest data. 'none' refuses every backing file; 'under' follows only names that resolve
+ * (symlinks included) inside `root` and contain no '..'.
+ */
+export type BackingPolicy = { follow: 'any' } | { follow: 'none' } | { follow: 'under'; root: string };
 
 /** Runs on a read-write open of an image with NEED_CHECK set; must leave it consistent and flushed. */
 export type RepairHook = (file: BlockFile, header: QedHeader) => Promise<void>;
@@ -32,6 +39,8 @@ export interface OpenImageOptions {
   noBacking?: boolean;
   /** false: take no image locks (QEMU's locking=off). Applies to every layer. */
   lock?: boolean;
+  /** Which backing files may be followed (default: any, within the depth and loop limits). */
+  backingPolicy?: BackingPolicy;
   /** Read-only opens: let others write meanwhile (qemu-img -U); backing files inherit it, as in QEMU. */
   forceShare?: boolean;
   /** The QedImage class to build layers with (tests substitute deliberately broken ones). */
@@ -114,6 +123,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
   let backing: BlockDevice | null = null;
   if (info.backingName !== null && !options.noBacking) {
     const backingPath = options.store.resolveBacking(path, info.backingName);
+    await enforceBackingPolicy(options, path, info.backingName, backingPath);
     try {
       backing = await openLayer(backingPath, options, info.backingFormat, true, chain);
     } catch (err) {
@@ -139,5 +149,22 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     // The caller closes this layer's file; the backing chain opened above is ours to close.
     await backing?.close().catch(() => undefined);
     throw err;
+  }
+}
+
+async function enforceBackingPolicy(options: OpenImageOptions, path: string, name: string, resolved: string): Promise<void> {
+  const policy = options.backingPolicy ?? { follow: 'any' };
+  if (policy.follow === 'any') return;
+  const shown = printable(name);
+  if (policy.follow === 'none') {
+    throw new ChainError(`backing file '${shown}' refused: backing files are not allowed`, { path });
+  }
+  if (name.split('/').includes('..')) {
+    throw new ChainError(`backing file '${shown}' refused: '..' is not allowed under a backing root`, { path });
+  }
+  const root = await options.store.identity(policy.root);
+  const target = await options.store.identity(resolved);
+  if (target !== root && !target.startsWith(root.endsWith('/') ? root : `${root}/`)) {
+    throw new ChainError(`backing file '${shown}' refused: it is outside the backing root ${printable(policy.root)}`, { path });
   }
 }

@@ -1,6 +1,7 @@
 // `info`: what qemu-img info reports, with the same keys in the same order.
 import type { FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
+import { currentBackingPolicy } from './open.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { openImage } from '../engine/open.js';
@@ -33,7 +34,7 @@ export async function imageInfo(path: string, options: InfoOptions = {}): Promis
   const store = options.store ?? defaultFileStore();
   const actualSize = options.actualSize ?? (async (p: string) => { try { return await store.allocatedBytes?.(p); } catch { return undefined; } });
   // The chain is opened only when asked for: plain info works with a missing backing file.
-  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare });
+  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare, backingPolicy: currentBackingPolicy() });
   try {
     const infos: ImageInfo[] = [];
     for (let layer: BlockDevice | null = top; layer; layer = layer.backing) {

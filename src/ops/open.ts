@@ -7,7 +7,7 @@ import type { QedHeader } from '../format/header.js';
 import type { ImageFormat } from '../format/probe.js';
 import { checkImage } from '../check/check.js';
 import type { BlockDevice } from '../engine/device.js';
-import { openImage, type OpenImageOptions } from '../engine/open.js';
+import { openImage, type BackingPolicy, type OpenImageOptions } from '../engine/open.js';
 
 export interface OpenOptions {
   readOnly?: boolean;
@@ -19,13 +19,29 @@ export interface OpenOptions {
   noBacking?: boolean;
   /** false: take no image locks; see OpenImageOptions. */
   lock?: boolean;
+  /** Which backing files may be followed; default: the one set with setDefaultBackingPolicy, else any. */
+  backingPolicy?: BackingPolicy;
   /** Read-only opens: let others write meanwhile (qemu-img -U). */
   forceShare?: boolean;
   imageClass?: OpenImageOptions['imageClass'];
 }
 
+let defaultBackingPolicy: BackingPolicy = { follow: 'any' };
+
+/** The backing-file policy of every open that names none (the CLI's --backing-root / --no-backing-files). */
+export function setDefaultBackingPolicy(policy: BackingPolicy): void {
+  defaultBackingPolicy = policy;
+}
+
+export function currentBackingPolicy(): BackingPolicy {
+  return defaultBackingPolicy;
+}
+
 export async function openDevice(path: string, options: OpenOptions = {}): Promise<BlockDevice> {
-  return openImage(path, { ...options, store: options.store ?? defaultFileStore(), repair: repairOnOpen });
+  return openImage(path, {
+    ...options, store: options.store ?? defaultFileStore(), repair: repairOnOpen,
+    backingPolicy: options.backingPolicy ?? defaultBackingPolicy,
+  });
 }
 
 /**
