@@ -56,6 +56,9 @@ export interface CheckOptions {
 
 interface PrivateCopy { entryHost: number; from: number; to: number }
 
+/** Copies the repair may always make for doubly referenced clusters, however few distinct ones there are. */
+const MIN_COPIES = 16;
+
 export async function checkImage(file: BlockFile, header: QedHeader, options: CheckOptions = {}): Promise<CheckResult> {
   const fix = options.fix ?? 'none';
   const fixAll = fix === 'all';
@@ -89,6 +92,13 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   let appendAt = alignUp(fileSize, cs);
   const copies: PrivateCopy[] = [];
   const copyLimit = options.maxCopies ?? Infinity;
+  /**
+   * Copies are also bounded by what the image really holds: at most one per distinct data
+   * cluster seen so far (and at least MIN_COPIES). One hostile table whose entries all name
+   * one cluster would otherwise make repair write a cluster per entry; beyond the bound the
+   * extra references are cleared, losing nothing that was not already corrupt.
+   */
+  let distinctData = 0;
 
   await walkTable(file, header.l1TableOffset, geometry.tableBytes, async (l1Piece) => {
     for (let i = 0; i < l1Piece.entryCount; i++) {
@@ -124,7 +134,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           const aimsAtL1 = entry < header.l1TableOffset + geometry.tableBytes && header.l1TableOffset < entry + cs;
           const valid = !aimsAtL1 && isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
           if (valid) fixedByExtension(entry, cs, `L2 entry at ${hex(l2EntryHost)}`);
-          if (valid && used.markRangeCountingOverlaps(entry / cs, 1) === 0) continue;
+          if (valid && used.markRangeCountingOverlaps(entry / cs, 1) === 0) { distinctData++; continue; }
           result.corruptions++;
           if (!valid) {
             result.problems.push(`L2 entry at ${hex(l2EntryHost)}: ${aimsAtL1 ? `cluster ${hex(entry)} is the L1 table` : `invalid cluster offset ${hex(entry)}`}`);
@@ -133,7 +143,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           }
           const problem = `L2 entry at ${hex(l2EntryHost)}: cluster ${hex(entry)} is referenced more than once`;
           if (!fixAll) { result.problems.push(problem); continue; }
-          if (copies.length < copyLimit) {
+          if (copies.length < Math.min(copyLimit, Math.max(MIN_COPIES, distinctData))) {
             // A private copy for this reference; linked only after the copy is durable.
             result.problems.push(problem);
             copies.push({ entryHost: l2EntryHost, from: entry, to: appendAt });
