@@ -42,8 +42,8 @@ export function randomRequest(rng: Random, cs: number, size: number, perTable: n
       const { offset, length } = range(cs, clampCluster(near(), 1), first, 1 + rng.int(perCluster - first));
       return (g) => g.write(bytes(length), offset);
     }
-    case 2: { // from the middle of a (maybe written) cluster over the next ones
-      const { offset, length } = range(cs, clampCluster(near(), 3), 1 + rng.int(perCluster - 1), perCluster + rng.int(2 * perCluster));
+    case 2: { // from the middle of a (maybe written) cluster over the next ones (up to 4 clusters in all)
+      const { offset, length } = range(cs, clampCluster(near(), 4), 1 + rng.int(perCluster - 1), perCluster + rng.int(2 * perCluster));
       return (g) => g.write(bytes(length), offset);
     }
     case 3: { // across an L2 table boundary (or the image middle, where there is only one table)
