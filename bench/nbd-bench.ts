@@ -134,7 +134,7 @@ class Bench {
   readonly readImage: Record<'qed' | 'qemu', string>;
   private readonly clusters = new Map<string, number>();
 
-  constructor(readonly cfg: Config, readonly list: Case[], readonly withQed: boolean) {
+  constructor(readonly cfg: Config, readonly list: Case[]) {
     this.readImage = { qed: join(cfg.dir, 'read-qed.qed'), qemu: join(cfg.dir, 'read-qemu.qed') };
   }
 
@@ -226,9 +226,9 @@ class Bench {
     out.push('| workload | unit | qed serve | qemu-nbd | qed/qemu | nbdkit ceiling | qed/ceiling | qemu/ceiling | server CPU s qed | server CPU s qemu |');
     out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of this.list) {
-      const q = this.withQed ? med(c, 'qed') : NaN; const m = med(c, 'qemu'); const n = med(c, 'ceiling');
+      const q = med(c, 'qed'); const m = med(c, 'qemu'); const n = med(c, 'ceiling');
       const r = (a: number, b: number): string => Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) : '—';
-      out.push(`| ${c.name} | ${c.unit} | ${fmt(q)} | ${fmt(m)} | ${r(q, m)} | ${fmt(n)} | ${r(q, n)} | ${r(m, n)} | ${this.withQed ? fmt(cpu(c, 'qed')) : '—'} | ${fmt(cpu(c, 'qemu'))} |`);
+      out.push(`| ${c.name} | ${c.unit} | ${fmt(q)} | ${fmt(m)} | ${r(q, m)} | ${fmt(n)} | ${r(q, n)} | ${r(m, n)} | ${fmt(cpu(c, 'qed'))} | ${fmt(cpu(c, 'qemu'))} |`);
     }
     out.push('');
     out.push('Rates are medians over rounds (fio\'s own IOPS or bandwidth; nbdcopy by wall clock including connect).');
@@ -245,12 +245,11 @@ async function main(): Promise<void> {
   for (const tool of ['qemu-img', 'qemu-nbd', 'fio', 'nbdcopy', 'nbdkit']) {
     if (spawnSync('which', [tool]).status !== 0) throw new Error(`${tool} is needed (apt-get install qemu-utils fio libnbd-bin nbdkit)`);
   }
-  const withQed = existsSync(QED_CLI) && await qedServeAvailable();
-  if (!withQed) process.stderr.write(`note: 'qed serve' is not in this build (${QED_CLI}); only qemu-nbd and the nbdkit ceiling run\n`);
+  if (!existsSync(QED_CLI) || !await qedServeAvailable()) throw new Error(`'qed serve' is not in this build (${QED_CLI}): run npm run build first`);
   const list = cases(cfg);
   if (list.length === 0) throw new Error(`no case matches --only=${cfg.only}`);
   mkdirSync(cfg.dir, { recursive: true });
-  const bench = new Bench(cfg, list, withQed);
+  const bench = new Bench(cfg, list);
   const started = Date.now();
   const loadBefore = loadavg().map((x) => x.toFixed(2)).join(' ');
   process.stderr.write(`qed-image nbd-bench: ${cfg.rounds} round(s), image ${cfg.size} bytes, over ${cfg.tcp ? 'TCP 127.0.0.1' : 'a unix socket'}, dir ${cfg.dir}\n`);
@@ -259,7 +258,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= cfg.rounds; round++) {
       process.stderr.write(`round ${round}/${cfg.rounds} (${((Date.now() - started) / 1000).toFixed(0)} s, load ${loadavg()[0]!.toFixed(2)})\n`);
       for (const c of list) {
-        const order: Contender[] = withQed ? ['qed', 'qemu', 'qemu', 'qed'] : ['qemu', 'qemu'];
+        const order: Contender[] = ['qed', 'qemu', 'qemu', 'qed'];
         for (const [i, who] of order.entries()) await bench.runOne(who, c, round === 1 && i < 2);
         await bench.runOne('ceiling', c, false);
       }
@@ -272,7 +271,7 @@ async function main(): Promise<void> {
   const header = [
     `qed-image nbd-bench — started ${new Date(started).toISOString()}, took ${seconds.toFixed(0)} s; load average before ${loadBefore}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; ${versions.join('; ')}`,
-    `config: rounds=${cfg.rounds} size=${cfg.size} transport=${cfg.tcp ? 'tcp' : 'unix'} dir=tmpfs${withQed ? '' : ' (qed serve not available: skipped)'}`,
+    `config: rounds=${cfg.rounds} size=${cfg.size} transport=${cfg.tcp ? 'tcp' : 'unix'} dir=tmpfs`,
     '',
   ];
   process.stdout.write(header.join('\n') + bench.report() + '\n');

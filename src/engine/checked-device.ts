@@ -73,7 +73,6 @@ export abstract class CheckedDevice implements BlockDevice {
   }
 
   close(): Promise<void> {
-    if (this.state === 'closed') return this.closing ?? Promise.resolve();
     this.closing ??= this.closeOnce();
     return this.closing;
   }
@@ -99,7 +98,7 @@ export abstract class CheckedDevice implements BlockDevice {
   }
 
   /** Throws if the device cannot take requests: closing, closed or poisoned. */
-  protected checkUsable(): void {
+  private checkUsable(): void {
     if (this.state === 'closed') throw new ClosedError('image is closed', { path: this.path });
     if (this.state === 'closing') throw new ShutdownError('image is closing', { path: this.path });
     this.checkNotPoisoned();
@@ -111,8 +110,6 @@ export abstract class CheckedDevice implements BlockDevice {
     throw new PoisonedError(`image failed earlier and must be reopened: ${cause}`, { path: this.path, cause: this.poisonCause });
   }
 
-  private async admit(offset: number, length: number, write: boolean, run: () => Promise<void>): Promise<void>;
-  private async admit<T>(offset: number, length: number, write: boolean, run: () => Promise<T>): Promise<T>;
   private async admit<T>(offset: number, length: number, write: boolean, run: () => Promise<T>): Promise<T> {
     this.checkUsable(); // [L3]
     checkRequest(this, offset, length, write);

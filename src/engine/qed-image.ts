@@ -40,10 +40,10 @@ import { CheckedDevice } from './checked-device.js';
 import { MAX_REQUEST_BYTES, settleAll, type BlockDevice, type DeviceCapabilities, type LayerExtent, type WriteZeroesOptions } from './device.js';
 import { ClusterAllocator } from './qed-allocator.js';
 import type { QedContext } from './qed-context.js';
-import { ClusterLookup } from './qed-lookup.js';
+import { ClusterLookup, appendMerged } from './qed-lookup.js';
 import { MetadataWriteback } from './qed-writeback.js';
 import { writeRange } from './qed-write.js';
-import { STEP_CLUSTERS, zeroRange } from './qed-zero.js';
+import { endOfStep, zeroRange } from './qed-zero.js';
 import { RangeLocks } from './range-locks.js';
 import { defaultScheduler, type Scheduler } from './scheduler.js';
 import { TABLE_CHUNK_BYTES, TableCache } from './table-cache.js';
@@ -148,13 +148,10 @@ export class QedImage extends CheckedDevice {
     const out: LayerExtent[] = [];
     const end = offset + length;
     for (let pos = offset; pos < end;) {
-      const stepEnd = Math.min(end, g.l2CoverageEnd(pos), g.clusterStart(pos) + STEP_CLUSTERS * g.clusterSize);
-      const mergeable = pos !== offset && pos % (g.entriesPerTable * g.clusterSize) !== 0;
-      for (const e of await this.ctx.lookup.mapRange(pos, stepEnd - pos)) {
-        const prev = out[out.length - 1];
-        if (mergeable && prev && e.guestOffset === pos && continues(prev, e)) prev.length += e.length;
-        else out.push(e);
-      }
+      const stepEnd = endOfStep(g, pos, end);
+      // Within one table a step may continue the previous step's last run; at a table boundary it may not.
+      const firstMergeable = pos !== offset && pos % (g.entriesPerTable * g.clusterSize) !== 0 ? 0 : out.length;
+      for (const e of await this.ctx.lookup.mapRange(pos, stepEnd - pos)) appendMerged(out, e, firstMergeable);
       pos = stepEnd;
       if (pos < end) await this.scheduler.yieldTurn();
     }
@@ -276,9 +273,3 @@ export class QedImage extends CheckedDevice {
   }
 }
 
-/** The same kind of run going on: contiguous, and for data, contiguous on the host too. */
-function continues(prev: LayerExtent, next: LayerExtent): boolean {
-  if (prev.kind !== next.kind || prev.guestOffset + prev.length !== next.guestOffset) return false;
-  if (prev.kind === 'data' && next.kind === 'data') return prev.hostOffset + prev.length === next.hostOffset;
-  return true;
-}

@@ -154,8 +154,8 @@ function restIsUnallocated(view: DataView, first: number): boolean {
   return true;
 }
 
-/** Append, merging with the previous run when kinds match and data is host-contiguous. */
-function appendMerged(out: LayerExtent[], e: LayerExtent, firstMergeable: number): void {
+/** Append, merging with the previous run (from index firstMergeable on) when kinds match and data is host-contiguous. */
+export function appendMerged(out: LayerExtent[], e: LayerExtent, firstMergeable: number): void {
   const prev = out.length > firstMergeable ? out[out.length - 1] : undefined;
   if (prev && prev.kind === e.kind && prev.guestOffset + prev.length === e.guestOffset
     && (e.kind !== 'data' || (prev as { hostOffset: number }).hostOffset + prev.length === e.hostOffset)) {

@@ -47,8 +47,6 @@ export class MetadataWriteback {
     cache.onPressure = () => { void this.relievePressure(); };
   }
 
-  get needsCheckOnDisk(): boolean { return this.needCheckOnDisk; }
-
   noteFileEnd(end: number): void {
     if (end > this.fileEnd) this.fileEnd = end;
   }

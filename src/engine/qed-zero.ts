@@ -11,6 +11,7 @@ import { FastZeroError, hex } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import { writeZerosAt } from '../io/zeros.js';
 import { QED_ZERO_CLUSTER } from '../format/constants.js';
+import type { Geometry } from '../format/geometry.js';
 import { settleAll, type WriteZeroesOptions } from './device.js';
 import type { QedContext } from './qed-context.js';
 import { ensureL2Table, setL2Entries } from './qed-tables.js';
@@ -38,11 +39,15 @@ export async function zeroRange(ctx: QedContext, offset: number, length: number,
   await settleAll(parts); // [L2]
 }
 
+/** Where the step from `pos` ends: within one L2 table and at most STEP_CLUSTERS clusters. */
+export function endOfStep(g: Geometry, pos: number, end: number): number {
+  return Math.min(end, g.l2CoverageEnd(pos), g.clusterStart(pos) + STEP_CLUSTERS * g.clusterSize);
+}
+
 /** Steps of [start, end): within one L2 table and at most STEP_CLUSTERS clusters each. */
 async function forEachStep(ctx: QedContext, start: number, end: number, step: (from: number, to: number) => Promise<void>): Promise<void> {
-  const cs = ctx.geometry.clusterSize;
   for (let pos = start; pos < end;) {
-    const stepEnd = Math.min(end, ctx.geometry.l2CoverageEnd(pos), ctx.geometry.clusterStart(pos) + STEP_CLUSTERS * cs);
+    const stepEnd = endOfStep(ctx.geometry, pos, end);
     await step(pos, stepEnd);
     pos = stepEnd;
     if (pos < end) {

@@ -31,6 +31,12 @@ const NOWAIT_MAX_BYTES = 128 * 1024;
 /** Runs reported by one findData call at most (a file with millions of holes is walked in parts). */
 const MAX_HOLE_RUNS = 65536;
 
+/** Images are regular files or block devices; folders, FIFOs, sockets and character devices are refused. */
+function refuseUnlessFileOrDevice(info: { isDirectory(): boolean; isFile(): boolean; isBlockDevice(): boolean }, path: string): void {
+  if (info.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
+  if (!info.isFile() && !info.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
+}
+
 export class NodeFile implements BlockFile {
   private constructor(
     readonly path: string,
@@ -50,15 +56,12 @@ export class NodeFile implements BlockFile {
       // Refuse FIFOs, sockets and character devices before opening: opening a FIFO blocks
       // until a writer appears. O_NONBLOCK covers one swapped in after the stat; it changes
       // nothing for regular files and block devices. The fstat below is the real check.
-      const before = await stat(path);
-      if (before.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
-      if (!before.isFile() && !before.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
+      refuseUnlessFileOrDevice(await stat(path), path);
       const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NONBLOCK;
       const handle = await open(path, flags);
       try {
         const info = await handle.stat({ bigint: true });
-        if (info.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
-        if (!info.isFile() && !info.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
+        refuseUnlessFileOrDevice(info, path);
         const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
         lockOpenFile(handle, path, access, options, native);
         return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native);

@@ -8,7 +8,6 @@ import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
-import { mapChain, type MapEntry } from './map.js';
 import { openDevice } from './open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
@@ -96,19 +95,21 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
   let done = 0;
   plan.onProgress?.(0, size);
   const buffers = new BufferPool(plan.chunkSize);
-  const skipZeros = plan.sparseSize !== 0 && plan.targetIsFresh && target.backing === null;
+  // What the target shows now: zeros when fresh without a backing file; otherwise it is read.
+  const targetReadsZero = plan.targetIsFresh && target.backing === null;
   const report = (length: number): void => { done += length; plan.onProgress?.(done, size); };
-  async function* work(): AsyncGenerator<Piece> {
+  async function* work(): AsyncGenerator<Piece & { zero: boolean }> {
     for await (const run of chainBlockStatus(source, 0, size)) {
-      if (skipZeros && run.zero) { report(run.length); continue; }
-      yield* piecesOf(run.start, run.length, plan.chunkSize);
+      if (run.zero && plan.sparseSize !== 0 && targetReadsZero) { report(run.length); continue; }
+      for (const piece of piecesOf(run.start, run.length, plan.chunkSize)) yield { ...piece, zero: run.zero };
     }
   }
-  await runPoolOver(work(), plan.inFlight, async ({ start, length }) => {
+  await runPoolOver(work(), plan.inFlight, async ({ start, length, zero }) => {
     const data = buffers.take();
     const current = buffers.take();
     try {
-      await copyChunk(source, target, start, length, plan, data.subarray(0, length), current.subarray(0, length));
+      // The piece's status comes from the walk: every piece of a run reads alike.
+      await copyChunk(source, target, { start, length, zero, targetReadsZero }, plan, data.subarray(0, length), current.subarray(0, length));
     } finally {
       buffers.give(data);
       buffers.give(current);
@@ -117,13 +118,15 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
   });
 }
 
-async function copyChunk(source: BlockDevice, target: BlockDevice, start: number, length: number, plan: CopyPlan, data: Buffer, scratch: Buffer): Promise<void> {
-  const sourceMap = await mapChain(source, start, length);
-  const allZero = sourceMap.every((e: MapEntry) => e.zero);
-  // What the target shows there now: zeros when fresh without backing; otherwise read it.
-  const targetHasBacking = target.backing !== null;
-  const targetReadsZero = plan.targetIsFresh && !targetHasBacking;
-  if (allZero && plan.sparseSize !== 0) {
+interface ChunkJob extends Piece {
+  /** The source reads as zeros over the whole piece. */
+  zero: boolean;
+  targetReadsZero: boolean;
+}
+
+async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob, plan: CopyPlan, data: Buffer, scratch: Buffer): Promise<void> {
+  const { start, length, targetReadsZero } = job;
+  if (job.zero && plan.sparseSize !== 0) {
     if (targetReadsZero) return;
     await target.read(scratch, start);
     if (!isAllZero(scratch)) await target.writeZeroes(start, length);

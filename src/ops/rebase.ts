@@ -15,6 +15,7 @@ import { withQedFile } from './chain-files.js';
 import { openDevice } from './open.js';
 import { runPool } from './pool.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
+import { piecesOf } from './walk.js';
 
 export interface RebaseOptions {
   format?: ImageFormat;
@@ -50,8 +51,9 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
     try {
       for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
         const extents = await overlay.blockStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
-        const ranges = splitByCluster(await differingCandidates(extents, overlay.backing, target), overlay.clusterSize);
-        await runPool(ranges.length, 8, (i) => copyIfDifferent(overlay, target, ranges[i]!));
+        const candidates = await differingCandidates(extents, overlay.backing, target);
+        const pieces = candidates.flatMap((r) => [...piecesOf(r.offset, r.length, overlay.clusterSize)]);
+        await runPool(pieces.length, 8, (i) => copyIfDifferent(overlay, target, { offset: pieces[i]!.start, length: pieces[i]!.length }));
         options.onProgress?.(Math.min(overlay.size, windowStart + WINDOW), overlay.size);
       }
       await overlay.flush();
@@ -100,18 +102,6 @@ function mergeRanges(ranges: Range[]): Range[] {
     const last = out[out.length - 1];
     if (last && r.offset <= last.offset + last.length) last.length = Math.max(last.length, r.offset + r.length - last.offset);
     else out.push({ ...r });
-  }
-  return out;
-}
-
-function splitByCluster(ranges: Range[], clusterSize: number): Range[] {
-  const out: Range[] = [];
-  for (const r of ranges) {
-    for (let at = r.offset; at < r.offset + r.length;) {
-      const next = Math.min(r.offset + r.length, at - (at % clusterSize) + clusterSize);
-      out.push({ offset: at, length: next - at });
-      at = next;
-    }
   }
   return out;
 }

@@ -36,6 +36,9 @@ const ALLOWED_FLAGS: Record<number, number> = {
   [NBD_CMD_BLOCK_STATUS]: NBD_CMD_FLAG_REQ_ONE,
 };
 
+/** The encoded reply; `pooled` is a read buffer to give back to the pool once the socket took it. */
+interface Reply { parts: Uint8Array[]; pooled?: Uint8Array }
+
 class RequestError extends Error {
   constructor(readonly errno: number, message: string) { super(message); }
 }
@@ -70,13 +73,12 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
 
   const run = async (request: Request, payload: Uint8Array | null, cost: number): Promise<void> => {
     try {
-      const reply = await execute(request, payload);
-      const buffer = readBuffers.get(reply);
-      if (buffer) { readBuffers.delete(reply); send(reply, () => pool.give(buffer)); } else send(reply);
+      const { parts, pooled } = await execute(request, payload);
+      send(parts, pooled && (() => pool.give(pooled)));
     } catch (err) {
       const errno = err instanceof RequestError ? err.errno : nbdErrorOf(err);
       if (!(err instanceof RequestError)) settings.log(`${nameOfCommand(request.type)} at ${request.offset}+${request.length} failed: ${describeError(err)}`);
-      send([neg.structuredReplies ? encodeErrorChunk(request.handle, errno, err instanceof Error ? err.message : 'request failed') : encodeSimpleReply(request.handle, errno)]);
+      send([neg.structuredReplies ? encodeErrorChunk(request.handle, errno, describeError(err)) : encodeSimpleReply(request.handle, errno)]);
     } finally {
       inFlight--;
       bytesInFlight -= cost;
@@ -84,7 +86,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     }
   };
 
-  const execute = async (request: Request, payload: Uint8Array | null): Promise<Uint8Array[]> => {
+  const execute = async (request: Request, payload: Uint8Array | null): Promise<Reply> => {
     const { type, flags, handle } = request;
     if (control.stopping) throw new RequestError(NBD_ESHUTDOWN, 'server is shutting down');
     const allowed = ALLOWED_FLAGS[type];
@@ -126,13 +128,9 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     }
   };
 
-  /** Replies that carry a pooled read buffer, to give it back once written. */
-  const readBuffers = new WeakMap<Uint8Array[], Uint8Array>();
-  const withBuffer = (parts: Uint8Array[], buffer: Uint8Array): Uint8Array[] => { readBuffers.set(parts, buffer); return parts; };
+  const ok = (handle: bigint): Reply => ({ parts: [neg.structuredReplies ? encodeNone(handle) : encodeSimpleReply(handle, 0)] });
 
-  const ok = (handle: bigint): Uint8Array[] => [neg.structuredReplies ? encodeNone(handle) : encodeSimpleReply(handle, 0)];
-
-  const read = async (handle: bigint, offset: number, length: number, dontFragment: boolean): Promise<Uint8Array[]> => {
+  const read = async (handle: bigint, offset: number, length: number, dontFragment: boolean): Promise<Reply> => {
     if (length > maxPayload) throw new RequestError(NBD_EINVAL, `read of ${length} bytes is over the ${maxPayload}-byte maximum`);
     if (length === 0) return ok(handle); // no content chunk may be empty: success with nothing
     // Every byte sent is read first and holes are never sent: a reused buffer needs no zeroing.
@@ -140,8 +138,8 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     // Hole detection pays for itself only on larger reads; small ones go out as one data chunk.
     if (!neg.structuredReplies || dontFragment || length < SPARSE_READ_MIN_BYTES) {
       await device.read(data, offset);
-      if (!neg.structuredReplies) return withBuffer([encodeSimpleReply(handle, 0), data], data);
-      return withBuffer([encodeOffsetDataHeader(handle, true, offset, length), data], data);
+      if (!neg.structuredReplies) return { parts: [encodeSimpleReply(handle, 0), data], pooled: data };
+      return { parts: [encodeOffsetDataHeader(handle, true, offset, length), data], pooled: data };
     }
     // Holes (zero clusters, unallocated everywhere) are answered without reading them.
     const runs: Array<{ start: number; length: number; hole: boolean }> = [];
@@ -158,10 +156,10 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
       if (r.hole) parts.push(encodeOffsetHole(handle, done, r.start, r.length));
       else parts.push(encodeOffsetDataHeader(handle, done, r.start, r.length), data.subarray(r.start - offset, r.start - offset + r.length));
     });
-    return withBuffer(parts, data);
+    return { parts, pooled: data };
   };
 
-  const blockStatus = async (handle: bigint, offset: number, length: number, onlyOne: boolean): Promise<Uint8Array[]> => {
+  const blockStatus = async (handle: bigint, offset: number, length: number, onlyOne: boolean): Promise<Reply> => {
     if (!neg.structuredReplies || neg.contexts.size === 0) throw new RequestError(NBD_EINVAL, 'no metadata context was negotiated');
     if (length === 0) throw new RequestError(NBD_EINVAL, 'block status of length 0');
     const perContext = new Map<number, Array<{ length: number; status: number }>>();
@@ -180,7 +178,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
       if (full) break;
     }
     const ids = [...perContext.keys()];
-    return ids.map((id, i) => encodeBlockStatus(handle, i === ids.length - 1, id, perContext.get(id)!));
+    return { parts: ids.map((id, i) => encodeBlockStatus(handle, i === ids.length - 1, id, perContext.get(id)!)) };
   };
 
   const stopped = control.stopped.then(() => null);
