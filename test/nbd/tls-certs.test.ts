@@ -5,11 +5,11 @@
 // the raw client's STARTTLS upgrade (Node's TLS with the same PEM files) reaches transmission.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { rm, writeFile } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
+import { writeFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
 import { NbdRawClient, REP } from '../support/nbd-raw-client.js';
 import { nbdScratch, nbdinfo, nbdinfoJson, qemuImg, qemuIo, startServer, toolOk, type Server } from '../support/nbd-tools.js';
-import { makeTlsCerts, qemuPskObject, qemuX509Object, type TlsCerts } from '../support/tls-certs.js';
+import { qemuPskObject, qemuX509Object, tlsSuite } from '../support/tls-certs.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,44 +22,33 @@ function qemuNbdTls(t: Parameters<typeof startServer>[0], dir: string, image: st
 }
 
 describe('TLS test credentials with qemu-nbd', { concurrency: 2 }, () => {
-  let certs: TlsCerts;
-  let root: string;
-  before(async () => {
-    root = await nbdScratch();
-    certs = await makeTlsCerts(join(root, 'tls'));
-  });
-  after(() => rm(root, { recursive: true, force: true }));
-  const image = async (dir: string): Promise<string> => {
-    const path = join(dir, 'disk.qed');
-    await toolOk('create', qemuImg(['create', '-q', '-f', 'qed', path, '16M']));
-    return path;
-  };
+  const tls = tlsSuite();
 
   for (const listen of ['unix', 'tcp'] as const) {
     it(`x509 over ${listen}: qemu-img and nbdinfo with the client directory connect; plaintext and a foreign CA's client are refused`, async (t) => {
       const dir = await nbdScratch(t);
-      const server = await qemuNbdTls(t, dir, await image(dir), qemuX509Object('tls0', certs.serverDir, 'server'), listen);
+      const server = await qemuNbdTls(t, dir, await tls.image(dir), qemuX509Object('tls0', tls.certs.serverDir, 'server'), listen);
 
       const info = await toolOk('qemu-img info over TLS', qemuImg(['info', '--output=json',
-        ...qemuX509Object('tls0', certs.clientDir, 'client'), '--image-opts', server.imageOpts('disk', 'tls0')]));
+        ...qemuX509Object('tls0', tls.certs.clientDir, 'client'), '--image-opts', server.imageOpts('disk', 'tls0')]));
       assert.equal((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size'], 16 * MiB);
-      await toolOk('qemu-io over TLS', qemuIo([...qemuX509Object('tls0', certs.clientDir, 'client'), '--image-opts',
+      await toolOk('qemu-io over TLS', qemuIo([...qemuX509Object('tls0', tls.certs.clientDir, 'client'), '--image-opts',
         '-c', 'write -P 0x42 0 64k', '-c', 'read -P 0x42 0 64k', server.imageOpts('disk', 'tls0')]));
 
-      const json = await nbdinfoJson(server.uri('disk', { certificates: certs.clientDir }), ['--no-content']);
+      const json = await nbdinfoJson(server.uri('disk', { certificates: tls.certs.clientDir }), ['--no-content']);
       assert.equal(json.TLS, true);
       assert.equal(json.exports[0]!['export-size'], 16 * MiB);
 
       const plain = await nbdinfo(['--no-content', server.uri('disk')], { timeoutMs: 20_000 });
       assert.notEqual(plain.code, 0, 'a plaintext client must be refused');
-      const rogue = await nbdinfo(['--no-content', server.uri('disk', { certificates: certs.rogueClientDir })], { timeoutMs: 20_000 });
+      const rogue = await nbdinfo(['--no-content', server.uri('disk', { certificates: tls.certs.rogueClientDir })], { timeoutMs: 20_000 });
       assert.notEqual(rogue.code, 0, 'a client certificate from another CA must be refused');
     });
   }
 
   it('raw client: options before STARTTLS get NBD_REP_ERR_TLS_REQD; after the upgrade (Node TLS, client certificate) GO succeeds', async (t) => {
     const dir = await nbdScratch(t);
-    const server = await qemuNbdTls(t, dir, await image(dir), qemuX509Object('tls0', certs.serverDir, 'server'), 'tcp');
+    const server = await qemuNbdTls(t, dir, await tls.image(dir), qemuX509Object('tls0', tls.certs.serverDir, 'server'), 'tcp');
     assert.equal(server.endpoint.kind, 'tcp');
     if (server.endpoint.kind !== 'tcp') return;
     const c = await NbdRawClient.tcp(server.endpoint.port);
@@ -67,7 +56,7 @@ describe('TLS test credentials with qemu-nbd', { concurrency: 2 }, () => {
     await c.start();
     const early = await c.list();
     assert.equal(early.final, REP.ERR_TLS_REQD);
-    const r = await c.startTls({ ca: certs.pem.ca, cert: certs.pem.clientCert, key: certs.pem.clientKey, servername: 'localhost' });
+    const r = await c.startTls({ ca: tls.certs.pem.ca, cert: tls.certs.pem.clientCert, key: tls.certs.pem.clientKey, servername: 'localhost' });
     assert.equal(r.type, REP.ACK);
     assert.equal(await c.structuredReply(), REP.ACK);
     const go = await c.go('disk');
@@ -81,15 +70,15 @@ describe('TLS test credentials with qemu-nbd', { concurrency: 2 }, () => {
 
   it('PSK: qemu-nbd with keys.psk serves nbdinfo (tls-psk-file) and qemu-img (tls-creds-psk); a wrong key is refused', async (t) => {
     const dir = await nbdScratch(t);
-    const server = await qemuNbdTls(t, dir, await image(dir), qemuPskObject('tls0', certs.pskDir, 'server'), 'unix');
-    const json = await nbdinfoJson(server.uri('disk', { pskFile: certs.pskFile, username: certs.pskUser }), ['--no-content']);
+    const server = await qemuNbdTls(t, dir, await tls.image(dir), qemuPskObject('tls0', tls.certs.pskDir, 'server'), 'unix');
+    const json = await nbdinfoJson(server.uri('disk', { pskFile: tls.certs.pskFile, username: tls.certs.pskUser }), ['--no-content']);
     assert.equal(json.TLS, true);
-    await toolOk('qemu-img info over PSK', qemuImg(['info', ...qemuPskObject('tls0', certs.pskDir, 'client', certs.pskUser),
+    await toolOk('qemu-img info over PSK', qemuImg(['info', ...qemuPskObject('tls0', tls.certs.pskDir, 'client', tls.certs.pskUser),
       '--image-opts', server.imageOpts('disk', 'tls0')]));
 
     const wrong = join(dir, 'wrong.psk');
-    await writeFile(wrong, `${certs.pskUser}:${'00'.repeat(32)}\n`);
-    const bad = await nbdinfo(['--no-content', server.uri('disk', { pskFile: wrong, username: certs.pskUser })], { timeoutMs: 20_000 });
+    await writeFile(wrong, `${tls.certs.pskUser}:${'00'.repeat(32)}\n`);
+    const bad = await nbdinfo(['--no-content', server.uri('disk', { pskFile: wrong, username: tls.certs.pskUser })], { timeoutMs: 20_000 });
     assert.notEqual(bad.code, 0);
   });
 });

@@ -5,59 +5,47 @@
 // writes what qemu-io then reads from the image, PSK keys work, STARTTLS twice is invalid,
 // and plaintext pipelined behind STARTTLS is discarded rather than answered inside TLS.
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { NbdEofError, NbdRawClient, OPT, REP, optionBytes, u32be } from '../support/nbd-raw-client.js';
-import { nbdinfo, nbdinfoJson, nbdScratch, qemuImg, qemuIo, startQedServe, toolOk, type Server } from '../support/nbd-tools.js';
-import { makeTlsCerts, qemuX509Object, type TlsCerts } from '../support/tls-certs.js';
+import { nbdinfo, nbdinfoJson, nbdScratch, qemuIo, startQedServe, toolOk, type Server } from '../support/nbd-tools.js';
+import { qemuX509Object, tlsSuite } from '../support/tls-certs.js';
 
 const MiB = 1024 * 1024;
 
 describe('qed serve with TLS', { concurrency: 2 }, () => {
-  let certs: TlsCerts;
-  let root: string;
-  before(async () => {
-    root = await nbdScratch();
-    certs = await makeTlsCerts(join(root, 'tls'));
-  });
-  after(() => rm(root, { recursive: true, force: true }));
-
-  const image = async (dir: string): Promise<string> => {
-    const path = join(dir, 'disk.qed');
-    await toolOk('create', qemuImg(['create', '-q', '-f', 'qed', path, '16M']));
-    return path;
-  };
+  const tls = tlsSuite();
   const rawConnect = (s: Server): Promise<NbdRawClient> =>
     s.endpoint.kind === 'unix' ? NbdRawClient.unix(s.endpoint.path) : NbdRawClient.tcp(s.endpoint.port);
-  const nodeTls = () => ({ ca: certs.pem.ca, cert: certs.pem.clientCert, key: certs.pem.clientKey, servername: 'localhost' });
+  const nodeTls = () => ({ ca: tls.certs.pem.ca, cert: tls.certs.pem.clientCert, key: tls.certs.pem.clientKey, servername: 'localhost' });
 
   for (const listen of ['unix', 'tcp'] as const) {
     it(`x509 over ${listen}: plaintext refused; nbdinfo and qemu-io with the client certificate work; foreign or missing client certificates refused`, async (t) => {
       const dir = await nbdScratch(t);
-      const img = await image(dir);
-      const server = await startQedServe(t, { files: [img], listen, dir, flags: ['-t', '-e', '4', '-x', 'disk', '--tls-creds', certs.serverDir] });
+      const img = await tls.image(dir);
+      const server = await startQedServe(t, { files: [img], listen, dir, flags: ['-t', '-e', '4', '-x', 'disk', '--tls-creds', tls.certs.serverDir] });
 
       const plain = await nbdinfo(['--no-content', server.uri('disk')], { timeoutMs: 20_000 });
       assert.notEqual(plain.code, 0, 'a plaintext client must be refused');
 
-      const json = await nbdinfoJson(server.uri('disk', { certificates: certs.clientDir }), ['--no-content']);
+      const json = await nbdinfoJson(server.uri('disk', { certificates: tls.certs.clientDir }), ['--no-content']);
       assert.equal(json.TLS, true);
       assert.equal(json.exports[0]!['export-size'], 16 * MiB);
 
-      await toolOk('qemu-io over TLS', qemuIo([...qemuX509Object('tls0', certs.clientDir, 'client'), '--image-opts',
+      await toolOk('qemu-io over TLS', qemuIo([...qemuX509Object('tls0', tls.certs.clientDir, 'client'), '--image-opts',
         '-c', 'write -P 0x5c 1M 256k', '-c', 'read -P 0x5c 1M 256k', '-c', 'flush', server.imageOpts('disk', 'tls0')]));
 
-      const rogue = await nbdinfo(['--no-content', server.uri('disk', { certificates: certs.rogueClientDir })], { timeoutMs: 20_000 });
+      const rogue = await nbdinfo(['--no-content', server.uri('disk', { certificates: tls.certs.rogueClientDir })], { timeoutMs: 20_000 });
       assert.notEqual(rogue.code, 0, 'a certificate from another CA must be refused');
       const caOnly = join(dir, 'ca-only');
       await mkdir(caOnly);
-      await copyFile(join(certs.clientDir, 'ca-cert.pem'), join(caOnly, 'ca-cert.pem'));
+      await copyFile(join(tls.certs.clientDir, 'ca-cert.pem'), join(caOnly, 'ca-cert.pem'));
       const anonymous = await nbdinfo(['--no-content', server.uri('disk', { certificates: caOnly })], { timeoutMs: 20_000 });
       assert.notEqual(anonymous.code, 0, 'a client without a certificate must be refused');
 
       // The server is still serving after all that.
-      assert.equal((await nbdinfoJson(server.uri('disk', { certificates: certs.clientDir }), ['--no-content'])).TLS, true);
+      assert.equal((await nbdinfoJson(server.uri('disk', { certificates: tls.certs.clientDir }), ['--no-content'])).TLS, true);
       const stopped = await server.stop();
       assert.equal(stopped.code, 0, server.stderr());
       await toolOk('read back from the file', qemuIo(['-f', 'qed', '-r', '-c', 'read -P 0x5c 1M 256k', '-c', 'read -P 0 0 1M', img]));
@@ -66,29 +54,29 @@ describe('qed serve with TLS', { concurrency: 2 }, () => {
 
   it('--tls-verify-peer=no accepts a client without a certificate', async (t) => {
     const dir = await nbdScratch(t);
-    const img = await image(dir);
+    const img = await tls.image(dir);
     const caOnly = join(dir, 'ca-only');
     await mkdir(caOnly);
-    await copyFile(join(certs.clientDir, 'ca-cert.pem'), join(caOnly, 'ca-cert.pem'));
-    const open = await startQedServe(t, { files: [img], listen: 'tcp', dir, flags: ['-t', '-r', '--tls-creds', certs.serverDir, '--tls-verify-peer=no'] });
+    await copyFile(join(tls.certs.clientDir, 'ca-cert.pem'), join(caOnly, 'ca-cert.pem'));
+    const open = await startQedServe(t, { files: [img], listen: 'tcp', dir, flags: ['-t', '-r', '--tls-creds', tls.certs.serverDir, '--tls-verify-peer=no'] });
     assert.equal((await nbdinfoJson(open.uri('', { certificates: caOnly }), ['--no-content'])).TLS, true);
   });
 
   it('--tls-psk accepts the keys.psk user (libnbd with tls-psk-file) and refuses a wrong key; x509 still works beside it', async (t) => {
     const dir = await nbdScratch(t);
-    const img = await image(dir);
-    const psk = await startQedServe(t, { files: [img], listen: 'unix', dir, flags: ['-t', '-r', '--tls-creds', certs.serverDir, '--tls-psk', certs.pskFile] });
-    assert.equal((await nbdinfoJson(psk.uri('', { pskFile: certs.pskFile, username: certs.pskUser }), ['--no-content'])).TLS, true);
+    const img = await tls.image(dir);
+    const psk = await startQedServe(t, { files: [img], listen: 'unix', dir, flags: ['-t', '-r', '--tls-creds', tls.certs.serverDir, '--tls-psk', tls.certs.pskFile] });
+    assert.equal((await nbdinfoJson(psk.uri('', { pskFile: tls.certs.pskFile, username: tls.certs.pskUser }), ['--no-content'])).TLS, true);
     const wrong = join(dir, 'wrong.psk');
-    await writeFile(wrong, `${certs.pskUser}:${'ab'.repeat(32)}\n`);
-    const bad = await nbdinfo(['--no-content', psk.uri('', { pskFile: wrong, username: certs.pskUser })], { timeoutMs: 20_000 });
+    await writeFile(wrong, `${tls.certs.pskUser}:${'ab'.repeat(32)}\n`);
+    const bad = await nbdinfo(['--no-content', psk.uri('', { pskFile: wrong, username: tls.certs.pskUser })], { timeoutMs: 20_000 });
     assert.notEqual(bad.code, 0, 'a wrong PSK must be refused');
-    assert.equal((await nbdinfoJson(psk.uri('', { certificates: certs.clientDir }), ['--no-content'])).TLS, true, 'x509 still works beside PSK');
+    assert.equal((await nbdinfoJson(psk.uri('', { certificates: tls.certs.clientDir }), ['--no-content'])).TLS, true, 'x509 still works beside PSK');
   });
 
   it('raw client: options before STARTTLS get NBD_REP_ERR_TLS_REQD, EXPORT_NAME ends the session, STARTTLS twice is invalid', async (t) => {
     const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'tcp', dir, flags: ['-t', '-e', '4', '--tls-creds', certs.serverDir] });
+    const server = await startQedServe(t, { files: [await tls.image(dir)], listen: 'tcp', dir, flags: ['-t', '-e', '4', '--tls-creds', tls.certs.serverDir] });
 
     const c = await rawConnect(server);
     t.after(() => c.destroy());
@@ -118,7 +106,7 @@ describe('qed serve with TLS', { concurrency: 2 }, () => {
 
   it('plaintext pipelined behind STARTTLS is discarded: the first answer inside TLS is to the first option sent inside TLS', async (t) => {
     const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'unix', dir, flags: ['-t', '-e', '4', '--tls-creds', certs.serverDir] });
+    const server = await startQedServe(t, { files: [await tls.image(dir)], listen: 'unix', dir, flags: ['-t', '-e', '4', '--tls-creds', tls.certs.serverDir] });
     const c = await rawConnect(server);
     t.after(() => c.destroy());
     await c.readGreeting();

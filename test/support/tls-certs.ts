@@ -13,9 +13,10 @@
 // basic constraints, key usage (signing plus key encipherment for end entities), and the key
 // purpose (server or client authentication) for each end.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { join } from 'node:path';
-import { runTool, toolOk } from './nbd-tools.js';
+import { nbdScratch, qemuImg, runTool, toolOk } from './nbd-tools.js';
 
 export interface TlsCerts {
   root: string;
@@ -107,4 +108,29 @@ export function qemuX509Object(id: string, dir: string, endpoint: 'server' | 'cl
 /** `--object` arguments for QEMU tools with PSK credentials (the client names its user). */
 export function qemuPskObject(id: string, dir: string, endpoint: 'server' | 'client', username?: string): string[] {
   return ['--object', `tls-creds-psk,id=${id},endpoint=${endpoint},dir=${dir}${username ? `,username=${username}` : ''}`];
+}
+
+/**
+ * For one describe(): credentials made before its tests and removed after them, and a small
+ * QED image to serve. Read `certs` inside tests (it is set by the before hook).
+ */
+export function tlsSuite(): { readonly certs: TlsCerts; image(dir: string): Promise<string> } {
+  let certs: TlsCerts | undefined;
+  let root = '';
+  before(async () => {
+    root = await nbdScratch();
+    certs = await makeTlsCerts(join(root, 'tls'));
+  });
+  after(() => rm(root, { recursive: true, force: true }));
+  return {
+    get certs(): TlsCerts {
+      if (!certs) throw new Error('TLS credentials are made in the before hook: read them inside a test');
+      return certs;
+    },
+    async image(dir: string): Promise<string> {
+      const path = join(dir, 'disk.qed');
+      await toolOk('create', qemuImg(['create', '-q', '-f', 'qed', path, '16M']));
+      return path;
+    },
+  };
 }
