@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import {
   CMD, CMD_FLAG, INFO, NBD_ERR, NbdEofError, NbdRawClient, NbdTimeoutError, OPT, REP,
   infoRequestData, lengthPrefixed, metaContextData, nameOfError, optionBytes, u32be, type CommandResult,
@@ -31,6 +31,19 @@ function rssMiB(pid: number): number {
 
 const connect = (s: Server, opts?: { timeoutMs?: number; maxBuffered?: number }): Promise<NbdRawClient> =>
   s.endpoint.kind === 'unix' ? NbdRawClient.unix(s.endpoint.path, opts) : NbdRawClient.tcp(s.endpoint.port, s.endpoint.host, opts);
+
+/** The 8 GiB image served by a fresh `qed serve` in a scratch directory of the test. */
+async function serveImage(t: TestContext, listen: 'unix' | 'tcp', flags: string[]): Promise<Server> {
+  const dir = await nbdScratch(t);
+  return startQedServe(t, { files: [await image(dir)], listen, dir, flags });
+}
+
+/** A raw client of `server`, destroyed when the test ends. */
+async function connected(t: TestContext, server: Server): Promise<NbdRawClient> {
+  const c = await connect(server);
+  t.after(() => c.destroy());
+  return c;
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -101,10 +114,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('option lengths that do not fit the option, names and queries past their option or over 4096 bytes: NBD_REP_ERR_INVALID (or TOO_BIG), and the session goes on', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'tcp', dir, flags: ['-t', '-e', '4'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'tcp', ['-t', '-e', '4']);
+    const c = await connected(t, server);
     await c.start();
     const final = async (option: number, data: Buffer): Promise<{ type: number; message: string }> => {
       const replies = await c.option(option, data);
@@ -181,10 +192,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('options out of order: BLOCK_STATUS without contexts, STARTTLS without TLS, an option after GO; ABORT is acknowledged', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'unix', dir, flags: ['-t', '-e', '4'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'unix', ['-t', '-e', '4']);
+    const c = await connected(t, server);
     await c.start();
     const tls = await c.option(OPT.STARTTLS);
     assert.ok([REP.ERR_POLICY, REP.ERR_UNSUP].includes(tls[0]!.type as never), `STARTTLS without TLS: 0x${tls[0]!.type.toString(16)}`);
@@ -207,10 +216,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('requests: bad magic closes; unknown commands, unknown flags and flags on the wrong command are EINVAL; the connection goes on', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'unix', dir, flags: ['-t', '-e', '4'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'unix', ['-t', '-e', '4']);
+    const c = await connected(t, server);
     await c.negotiate({ contexts: ['base:allocation'] });
     const cases: Array<[string, { type: number; flags: number; offset?: number; length?: number; payload?: Buffer }]> = [
       ['unknown command 99', { type: 99, flags: 0, length: 512 }],
@@ -236,10 +243,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('ranges: past the end READ/TRIM/CACHE/BLOCK_STATUS are EINVAL and WRITE/WRITE_ZEROES ENOSPC; offset + length over 2^64 too; zero-length requests are answered cleanly', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'unix', dir, flags: ['-t'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'unix', ['-t']);
+    const c = await connected(t, server);
     await c.negotiate({ contexts: ['base:allocation'] });
     const end = BigInt(SIZE);
     assertError(await c.read(end - 512n, 1024), NBD_ERR.EINVAL, 'READ past the end');
@@ -273,10 +278,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('a read-only export answers WRITE, TRIM and WRITE_ZEROES with EPERM; reads still work', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'tcp', dir, flags: ['-t', '-r'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'tcp', ['-t', '-r']);
+    const c = await connected(t, server);
     const go = await c.negotiate();
     assert.ok(go.flags! & 2, 'NBD_FLAG_READ_ONLY');
     assertError(await c.write(0, Buffer.alloc(4096, 9)), NBD_ERR.EPERM, 'WRITE on a read-only export');
@@ -291,10 +294,8 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   });
 
   it('BLOCK_STATUS of length 0xffffffff on an 8 GiB export: one chunk per context, at most 2^20 extents, lengths within the rules; REQ_ONE gives one extent', async (t) => {
-    const dir = await nbdScratch(t);
-    const server = await startQedServe(t, { files: [await image(dir)], listen: 'unix', dir, flags: ['-t', '-r'] });
-    const c = await connect(server);
-    t.after(() => c.destroy());
+    const server = await serveImage(t, 'unix', ['-t', '-r']);
+    const c = await connected(t, server);
     await c.negotiate({ contexts: ['base:allocation', 'qemu:allocation-depth'] });
     for (const offset of [0, 4 * GiB, 5 * GiB - 4096, SIZE - 0xffffffff]) {
       for (const flags of [0, CMD_FLAG.REQ_ONE]) {
