@@ -6,27 +6,41 @@ export type ErrorCode =
   | 'FORMAT'       // the bytes on disk break the QED rules
   | 'UNSUPPORTED'  // valid, but something we deliberately do not do
   | 'IO'           // the host file system failed
-  | 'USAGE'        // the caller asked for something impossible (bad size, bad option)
+  | 'USAGE'        // the caller asked for something impossible (bad argument, size or option)
   | 'RANGE'        // request outside the device
   | 'READ_ONLY'    // write to a read-only device
-  | 'CHAIN'        // backing chain problem (loop, too deep, missing)
+  | 'CHAIN'        // backing chain problem (loop, too deep, missing, refused by the policy)
+  | 'LOCKED'       // another process holds the image (QEMU's byte-range locks)
+  | 'NEEDS_CHECK'  // a read-write open of an image whose NEED_CHECK is set, without repair
   | 'CLOSED'       // device used after close
   | 'SHUTDOWN'     // request arrived while the device was closing (NBD: ESHUTDOWN)
   | 'POISONED'     // earlier metadata failure; reopen required
-  | 'FAST_ZERO';   // a fast zero was asked for and the range cannot be zeroed cheaply (NBD: ENOTSUP)
+  | 'FAST_ZERO'    // a fast zero was asked for and the range cannot be zeroed cheaply (NBD: ENOTSUP)
+  | 'ABORTED';     // the caller's AbortSignal fired
 
 export interface ErrorDetails {
+  /** The file the failure concerns. */
   path?: string;
-  offset?: number;
+  /** Offset in the guest's view of the disk (what read/write take). */
+  guestOffset?: number;
+  /** Offset in the image file on the host (where a table or cluster lives). */
+  hostOffset?: number;
+  /** The header field or structure at fault. */
   field?: string;
   cause?: unknown;
+  /** The operating system's error code (ENOENT, ENOSPC, EAGAIN…), when it gave one. */
   errno?: string;
 }
 
+/**
+ * The base of every error the library throws. Test `code` (stable) or `instanceof` the
+ * subclass; `message` is one line meant for people and may change.
+ */
 export class QedError extends Error {
   readonly code: ErrorCode;
   readonly path?: string;
-  readonly offset?: number;
+  readonly guestOffset?: number;
+  readonly hostOffset?: number;
   readonly field?: string;
   readonly errno?: string;
 
@@ -35,45 +49,80 @@ export class QedError extends Error {
     this.name = new.target.name;
     this.code = code;
     this.path = details.path;
-    this.offset = details.offset;
+    this.guestOffset = details.guestOffset;
+    this.hostOffset = details.hostOffset;
     this.field = details.field;
-    this.errno = details.errno;
+    // The OS error of a wrapped failure stays visible at the top (a missing backing file's ENOENT).
+    this.errno = details.errno ?? errnoOf(details.cause);
   }
 }
 
+function errnoOf(cause: unknown): string | undefined {
+  if (cause instanceof QedError) return cause.errno;
+  const code = (cause as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
+}
+
+/** The image breaks the QED rules (a bad header, a table entry pointing past the file…). */
 export class FormatError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('FORMAT', message, details); }
 }
+/** Valid, but deliberately not done; the message starts with "not supported:". */
 export class UnsupportedError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('UNSUPPORTED', `not supported: ${message}`, details); }
 }
+/** The host failed an operation on a file; `errno` says how. */
 export class IoError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('IO', message, details); }
 }
+/** A bad argument or option from the caller. */
 export class UsageError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('USAGE', message, details); }
 }
-export class RangeError_ extends QedError {
+/** A request reaches past the end of the device. */
+export class OutOfRangeError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('RANGE', message, details); }
 }
+/** A write to an image opened read-only. */
 export class ReadOnlyError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('READ_ONLY', message, details); }
 }
+/** The backing chain cannot be followed: missing file, loop, too deep, refused by the backing policy. */
 export class ChainError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('CHAIN', message, details); }
 }
-
+/** Another process has the image open in a way that conflicts (errno EAGAIN). */
+export class LockedError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('LOCKED', message, { errno: 'EAGAIN', ...details }); }
+}
+/** A read-write open of an image with NEED_CHECK set where no repair was allowed. */
+export class NeedsCheckError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('NEEDS_CHECK', message, details); }
+}
+/** The device was used after close(). */
 export class ClosedError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('CLOSED', message, details); }
 }
+/** A request arrived after close() began. */
 export class ShutdownError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('SHUTDOWN', message, details); }
 }
+/** An earlier failure left memory and disk disagreeing; reopen the image (the open repairs it). */
 export class PoisonedError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('POISONED', message, details); }
 }
+/** A fast zero was asked for and the range cannot be zeroed without writing zeros. */
 export class FastZeroError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('FAST_ZERO', message, details); }
+}
+/** The caller's AbortSignal fired; `cause` is the signal's reason. */
+export class AbortError extends QedError {
+  constructor(message: string, details: ErrorDetails = {}) { super('ABORTED', message, details); }
+}
+
+/** Throw AbortError if the signal has fired: long operations call it between steps. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string, path?: string): void {
+  if (signal?.aborted) throw new AbortError(`${what} aborted`, { path, cause: signal.reason });
 }
 
 /** Hex offsets in messages, as the style guide asks: "at 0x90000". */
@@ -96,7 +145,7 @@ const ERRNO_TEXT: Record<string, string> = {
 };
 
 /** Node's fs errors carry an errno code; keep it so ENOSPC stays ENOSPC up to the front end. */
-export function wrapIoError(op: string, path: string, offset: number | undefined, cause: unknown): IoError {
+export function wrapIoError(op: string, path: string, offset: number | undefined /* in the file */, cause: unknown): IoError {
   const errno = (cause as { code?: unknown })?.code;
   const known = typeof errno === 'string' ? ERRNO_TEXT[errno] : undefined;
   const reason = known ?? (cause instanceof Error ? cause.message : String(cause));
@@ -105,6 +154,6 @@ export function wrapIoError(op: string, path: string, offset: number | undefined
   }
   const where = offset === undefined ? '' : ` at ${hex(offset)}`;
   return new IoError(`${op} failed${where}: ${reason}`, {
-    path, offset, cause, errno: typeof errno === 'string' ? errno : undefined,
+    path, hostOffset: offset, cause, errno: typeof errno === 'string' ? errno : undefined,
   });
 }

@@ -2,7 +2,7 @@
 // base:allocation and qemu:allocation-depth report it: runs of data, zero and absent ranges
 // with the depth of the layer that answered. Walked in bounded steps and yielded as it goes,
 // so a status of a whole 64 TiB disk costs memory for one step, not for the disk.
-import { RangeError_, UsageError, hex } from '../base/errors.js';
+import { OutOfRangeError, UsageError, hex } from '../base/errors.js';
 import type { BlockDevice } from './device.js';
 
 export interface ChainExtent {
@@ -36,7 +36,7 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
     throw new UsageError(`invalid block status request: offset ${start}, length ${length}`, { path: device.path });
   }
   if (start + length > device.size) {
-    throw new RangeError_(`block status ${hex(start)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, offset: start });
+    throw new OutOfRangeError(`block status ${hex(start)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, guestOffset: start });
   }
   const end = start + length;
   // At least 8192 clusters a step: with 64 MiB clusters 256 MiB would be four entries.

@@ -1,7 +1,7 @@
 // The device contract every image kind (QED, raw, a backing chain) implements and every
 // front end (ops, CLI, the NBD server) consumes: what a device can do (capabilities), what
 // a request may ask for (per-request options), and the operations.
-import { RangeError_, ReadOnlyError, UsageError, hex } from '../base/errors.js';
+import { OutOfRangeError, ReadOnlyError, UsageError, hex } from '../base/errors.js';
 import type { ImageFormat } from '../format/probe.js';
 
 /** One run of a single layer's block status; guest offsets. */
@@ -84,7 +84,7 @@ export function checkRequest(device: { path: string; size: number; readOnly: boo
     throw new UsageError(`invalid request: offset ${offset}, length ${length}`, { path: device.path });
   }
   if (offset + length > device.size) {
-    throw new RangeError_(`request ${hex(offset)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, offset });
+    throw new OutOfRangeError(`request ${hex(offset)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, guestOffset: offset });
   }
   if (write && device.readOnly) {
     throw new ReadOnlyError('image is opened read-only', { path: device.path });

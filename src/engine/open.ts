@@ -1,6 +1,6 @@
 // Opening an image and its backing chain: probing, loop and depth limits, relative backing
 // names, and the NEED_CHECK repair hook. Backing files are always opened read-only.
-import { ChainError, FormatError, QedError, UsageError, printable } from '../base/errors.js';
+import { ChainError, FormatError, NeedsCheckError, QedError, UsageError, printable } from '../base/errors.js';
 import type { BlockFile, FileStore } from '../io/block-file.js';
 import { QED_F_BACKING_FILE, QED_F_BACKING_FORMAT_NO_PROBE, QED_F_NEED_CHECK, QED_HEADER_STRUCT_SIZE } from '../format/constants.js';
 import { decodeHeader, hasFeature, type QedHeader, validateHeader } from '../format/header.js';
@@ -115,7 +115,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
   let info = await readHeader(file);
   if (!readOnly && hasFeature(info.header, QED_F_NEED_CHECK)) {
     if (!options.repair) {
-      throw new QedError('UNSUPPORTED', 'image needs a consistency check (NEED_CHECK is set); open it read-only or run check -r all', { path });
+      throw new NeedsCheckError('image needs a consistency check (NEED_CHECK is set); open it read-only or run check -r all', { path });
     }
     await options.repair(file, info.header);
     info = await readHeader(file);

@@ -127,7 +127,7 @@ export class ClusterLookup {
       && isValidClusterOffset(entry, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
       && !this.overlapsL1(entry, g.clusterSize)) return true;
     if (this.o.readAsRepaired) return false;
-    throw new FormatError(`L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.o.file.path, offset: entryAtHost });
+    throw new FormatError(`L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });
   }
 
   private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
@@ -136,7 +136,7 @@ export class ClusterLookup {
       && isValidTableOffset(entry, g.tableBytes, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
       && !this.overlapsL1(entry, g.tableBytes)) return true;
     if (this.o.readAsRepaired) return false;
-    throw new FormatError(`L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.o.file.path, offset: entryAtHost });
+    throw new FormatError(`L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });
   }
 
   /** An entry aimed at the L1 table would let guest writes overwrite metadata. */

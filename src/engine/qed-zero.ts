@@ -118,12 +118,12 @@ async function writeZeroData(ctx: QedContext, start: number, end: number): Promi
  */
 async function refuseUnlessFast(ctx: QedContext, start: number, end: number, alignedStart: number, alignedEnd: number, noHole: boolean): Promise<void> {
   const path = ctx.file.path;
-  if (noHole && end > start) throw new FastZeroError(`zeroing ${hex(start)}+${hex(end - start)} without holes means writing zeros`, { path, offset: start });
+  if (noHole && end > start) throw new FastZeroError(`zeroing ${hex(start)}+${hex(end - start)} without holes means writing zeros`, { path, guestOffset: start });
   const slowEdge = async (from: number, to: number): Promise<void> => {
     if (from >= to) return;
     for (const e of await ctx.lookup.mapRange(from, to - from)) {
       if (e.kind === 'data' || (e.kind === 'unallocated' && ctx.hasBacking)) {
-        throw new FastZeroError(`partial cluster at ${hex(e.guestOffset)} would need zeros written`, { path, offset: e.guestOffset });
+        throw new FastZeroError(`partial cluster at ${hex(e.guestOffset)} would need zeros written`, { path, guestOffset: e.guestOffset });
       }
     }
   };
@@ -131,7 +131,7 @@ async function refuseUnlessFast(ctx: QedContext, start: number, end: number, ali
   await slowEdge(alignedEnd, end);
   await forEachStep(ctx, alignedStart, alignedEnd, async (from, to) => {
     for (const e of await ctx.lookup.mapRange(from, to - from)) {
-      if (e.kind === 'data') throw new FastZeroError(`range at ${hex(e.guestOffset)} holds data that would need zeros written`, { path, offset: e.guestOffset });
+      if (e.kind === 'data') throw new FastZeroError(`range at ${hex(e.guestOffset)} holds data that would need zeros written`, { path, guestOffset: e.guestOffset });
     }
   });
 }

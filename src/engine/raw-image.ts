@@ -45,7 +45,7 @@ export class RawImage extends CheckedDevice {
   }
 
   protected async writeZeroesAt(offset: number, length: number, options: WriteZeroesOptions): Promise<void> {
-    if (options.fastZero) throw new FastZeroError(`zeroing ${hex(offset)}+${hex(length)} of a raw file means writing zeros`, { path: this.path, offset });
+    if (options.fastZero) throw new FastZeroError(`zeroing ${hex(offset)}+${hex(length)} of a raw file means writing zeros`, { path: this.path, guestOffset: offset });
     await writeZerosAt(this.file, offset, length);
     this.fileLength = Math.max(this.fileLength, offset + length);
   }

@@ -24,7 +24,7 @@
 //   read-write open                           hold {consistent read, write, resize},
 //                                             refuse {write, resize}
 //   creating a file (raw_co_create)           hold {write, resize}, refuse {resize}
-import { IoError } from '../base/errors.js';
+import { LockedError } from '../base/errors.js';
 
 /** QEMU's BLK_PERM_* bit numbers; the lock bytes are offsets from the two bases. */
 export const PERM_CONSISTENT_READ = 0;
@@ -70,9 +70,9 @@ export interface ByteLocks {
 }
 
 /** Another opener's permissions contradict ours; `permission` names the one in question. */
-export class LockConflictError extends IoError {
+export class LockConflictError extends LockedError {
   constructor(readonly permission: string, readonly sharedLock: boolean, path: string) {
-    super(`Failed to get ${sharedLock ? 'shared ' : ''}"${permission}" lock: Is another process using the image [${path}]?`, { path, errno: 'EAGAIN' });
+    super(`Failed to get ${sharedLock ? 'shared ' : ''}"${permission}" lock: Is another process using the image [${path}]?`, { path });
   }
 }
 

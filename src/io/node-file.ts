@@ -8,7 +8,7 @@ import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-fi
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
-import { IoError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
+import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
 export interface NodeOpenOptions extends OpenFileOptions {
   /** The native addon to lock and size with (tests pass one that failed to load). */
@@ -211,7 +211,7 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
     lockShared: (byte) => {
       // Only an exclusive lock blocks a shared one, and QEMU's scheme takes none: some other
       // program is locking this file.
-      if (!io.lockByte(fd, byte, 'shared')) throw new IoError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path, errno: 'EAGAIN' });
+      if (!io.lockByte(fd, byte, 'shared')) throw new LockedError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path });
     },
     unlock: (byte) => { io.lockByte(fd, byte, 'unlock'); },
     isLockedByOthers: (byte) => io.isByteLocked(fd, byte),

@@ -106,7 +106,7 @@ function assertFormatError(entryHost: number, message: RegExp) {
     assert.ok(err instanceof QedError, String(err));
     assert.equal(err.code, 'FORMAT');
     assert.match(err.message, message);
-    assert.equal(err.offset, entryHost, 'the error names the entry');
+    assert.equal(err.hostOffset, entryHost, 'the error names the entry');
     return true;
   };
 }
