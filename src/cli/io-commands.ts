@@ -156,7 +156,7 @@ async function discard(device: BlockDevice, words: string[], io: IoOutput): Prom
 
 /** qemu-io's map: allocation in the top layer only; zero clusters count as allocated. */
 async function map(device: BlockDevice, io: IoOutput): Promise<void> {
-  const extents = await device.blockStatus(0, device.size);
+  const extents = await device.layerStatus(0, device.size);
   const runs: Array<{ start: number; length: number; allocated: boolean }> = [];
   for (const e of extents) {
     const allocated = e.kind !== 'unallocated';

@@ -38,9 +38,9 @@ async function streamMap(entries: AsyncIterable<MapEntry>, json: boolean): Promi
   let first = true;
   for await (const e of entries) {
     if (json) {
-      text += `${first ? '' : ',\n'}{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}${e.offset === undefined ? '' : `, "offset": ${e.offset}`}}`;
-    } else if (e.data && !e.zero && e.offset !== undefined) {
-      text += `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset)}${e.filename ?? ''}\n`;
+      text += `${first ? '' : ',\n'}{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}${e.hostOffset === undefined ? '' : `, "offset": ${e.hostOffset}`}}`;
+    } else if (e.data && !e.zero && e.hostOffset !== undefined) {
+      text += `${hex16(e.start)}${hex16(e.length)}${hex16(e.hostOffset)}${e.filename ?? ''}\n`;
     }
     first = false;
     if (text.length > 64 * 1024) { writeOut(text); text = ''; }

@@ -3,24 +3,9 @@
 // with the depth of the layer that answered. Walked in bounded steps and yielded as it goes,
 // so a status of a whole 64 TiB disk costs memory for one step, not for the disk.
 import { OutOfRangeError, UsageError, hex } from '../base/errors.js';
-import type { BlockDevice } from './device.js';
+import type { BlockDevice, ChainExtent } from './device.js';
 
-export interface ChainExtent {
-  start: number;
-  length: number;
-  /** The layer that answered: 0 is the top image, 1 its backing file, and so on. */
-  depth: number;
-  /** Some layer allocated it (data or zero cluster); false: no layer has it and it reads zeros. */
-  present: boolean;
-  /** Reads as zeros (NBD_STATE_ZERO). */
-  zero: boolean;
-  /** Backed by data in a layer (not NBD_STATE_HOLE). */
-  data: boolean;
-  /** Host offset in the answering layer's file, where it has one. */
-  offset?: number;
-  /** The file holding the data (qemu-img map's "File" column). */
-  filename?: string;
-}
+export type { ChainExtent };
 
 /** Guest bytes examined per step at least (or 8192 clusters): bounds the extents held at once (at most one per cluster of a step). */
 export const CHAIN_STATUS_STEP = 256 * 1024 * 1024;
@@ -57,15 +42,15 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
 }
 
 async function statusOfLayer(layer: BlockDevice, start: number, end: number, depth: number, out: ChainExtent[]): Promise<void> {
-  const extents = await layer.blockStatus(start, Math.min(end, layer.size) - start);
+  const extents = await layer.layerStatus(start, Math.min(end, layer.size) - start);
   for (const e of extents) {
     const eEnd = e.guestOffset + e.length;
     if (e.kind === 'data') {
-      push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: false, data: true, offset: e.hostOffset, filename: layer.path });
+      push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: false, data: true, hostOffset: e.hostOffset, filename: layer.path });
     } else if (e.kind === 'zero') {
       const hasOffset = e.hostOffset !== undefined;
       push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: true, data: false,
-        ...(hasOffset ? { offset: e.hostOffset, filename: layer.path } : {}) });
+        ...(hasOffset ? { hostOffset: e.hostOffset, filename: layer.path } : {}) });
     } else {
       const backing = layer.backing;
       const inBacking = backing ? Math.max(e.guestOffset, Math.min(eEnd, backing.size)) : e.guestOffset;
@@ -79,8 +64,8 @@ async function statusOfLayer(layer: BlockDevice, start: number, end: number, dep
 function mergeable(prev: ChainExtent, next: ChainExtent): boolean {
   return prev.start + prev.length === next.start && prev.depth === next.depth && prev.present === next.present
     && prev.zero === next.zero && prev.data === next.data && prev.filename === next.filename
-    && (prev.offset === undefined) === (next.offset === undefined)
-    && (prev.offset === undefined || prev.offset + prev.length === next.offset);
+    && (prev.hostOffset === undefined) === (next.hostOffset === undefined)
+    && (prev.hostOffset === undefined || prev.hostOffset + prev.length === next.hostOffset);
 }
 
 function push(out: ChainExtent[], entry: ChainExtent): void {

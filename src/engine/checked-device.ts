@@ -8,8 +8,9 @@
 //   [L3] After close() begins, new requests fail with SHUTDOWN; after it ends, with CLOSED.
 //   [L4] After a failure that leaves memory and disk disagreeing (a failed metadata write or
 //        any failed flush), every request fails with POISONED until the device is reopened.
-import { ClosedError, PoisonedError, ShutdownError } from '../base/errors.js';
-import { checkRequest, type BlockDevice, type DeviceCapabilities, type LayerExtent, type WriteOptions, type WriteZeroesOptions } from './device.js';
+import { ClosedError, PoisonedError, ShutdownError, UsageError } from '../base/errors.js';
+import { chainBlockStatus } from './chain-status.js';
+import { checkRequest, type BlockDevice, type ChainExtent, type DeviceCapabilities, type DeviceDescription, type LayerExtent, type WriteOptions, type WriteZeroesOptions } from './device.js';
 import type { ImageFormat } from '../format/probe.js';
 
 type State = 'open' | 'closing' | 'closed';
@@ -38,10 +39,12 @@ export abstract class CheckedDevice implements BlockDevice {
   protected abstract closeFiles(): Promise<void>;
 
   read(buf: Uint8Array, offset: number): Promise<void> {
+    if (!(buf instanceof Uint8Array)) return this.refuseBuffer(buf);
     return this.admit(offset, buf.length, false, () => this.readAt(buf, offset));
   }
 
   write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
+    if (!(buf instanceof Uint8Array)) return this.refuseBuffer(buf);
     return this.admit(offset, buf.length, true, async () => {
       if (buf.length > 0) await this.writeAt(buf, offset);
       if (options.fua) await this.flushAll();
@@ -68,13 +71,33 @@ export abstract class CheckedDevice implements BlockDevice {
     return this.admit(0, 0, true, () => this.resizeTo(newSize));
   }
 
-  blockStatus(offset: number, length: number): Promise<LayerExtent[]> {
+  layerStatus(offset: number, length: number): Promise<LayerExtent[]> {
     return this.admit(offset, length, false, () => this.statusOf(offset, length));
   }
+
+  blockStatus(start = 0, length = this.size - start): AsyncGenerator<ChainExtent> {
+    return chainBlockStatus(this, start, length);
+  }
+
+  describe(): DeviceDescription {
+    let chainDepth = 0;
+    for (let layer = this.backing; layer !== null; layer = layer.backing) chainDepth++;
+    return {
+      path: this.path, format: this.format, size: this.size, readOnly: this.readOnly,
+      backingFile: null, backingFormat: this.backing?.format ?? null, chainDepth, ...this.describeLayout(),
+    };
+  }
+
+  /** Format-specific parts of describe(). */
+  protected describeLayout(): Partial<DeviceDescription> { return {}; }
 
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
     return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   private async closeOnce(): Promise<void> {
@@ -95,6 +118,11 @@ export abstract class CheckedDevice implements BlockDevice {
   /** [L4] Remember the first failure that made memory and disk disagree. */
   protected poison(err: unknown): void {
     this.poisonCause ??= err;
+  }
+
+  private refuseBuffer(buf: unknown): Promise<never> {
+    const what = Array.isArray(buf) ? 'an array' : buf === null ? 'null' : typeof buf;
+    return Promise.reject(new UsageError(`the buffer must be a Uint8Array (or Buffer), not ${what}`, { path: this.path }));
   }
 
   /** Throws if the device cannot take requests: closing, closed or poisoned. */

@@ -10,6 +10,42 @@ export type LayerExtent =
   | { kind: 'zero'; guestOffset: number; length: number; hostOffset?: number }
   | { kind: 'unallocated'; guestOffset: number; length: number };
 
+/** One run of what the guest sees through the whole backing chain (qemu-img map's entries). */
+export interface ChainExtent {
+  start: number;
+  length: number;
+  /** The layer that answered: 0 is the top image, 1 its backing file, and so on. */
+  depth: number;
+  /** Some layer allocated it (data or zero cluster); false: no layer has it and it reads zeros. */
+  present: boolean;
+  /** Reads as zeros (NBD_STATE_ZERO). */
+  zero: boolean;
+  /** Backed by data in a layer (not NBD_STATE_HOLE). */
+  data: boolean;
+  /** Where the data lies in the answering layer's file, where it has a place. */
+  hostOffset?: number;
+  /** The file holding the data (qemu-img map's "File" column). */
+  filename?: string;
+}
+
+/** What an open device is: what `qemu-img info` says first. */
+export interface DeviceDescription {
+  path: string;
+  format: ImageFormat;
+  /** Guest-visible size in bytes. */
+  size: number;
+  readOnly: boolean;
+  /** QED only: bytes per cluster and clusters per table. */
+  clusterSize?: number;
+  tableSize?: number;
+  /** The backing file's name as the header records it (relative names are relative to this image). */
+  backingFile: string | null;
+  /** The backing file's format, when the header fixes it or it was probed on open. */
+  backingFormat: ImageFormat | null;
+  /** How deep the backing chain below this image is (0: no backing file). */
+  chainDepth: number;
+}
+
 export interface WriteOptions {
   /** Durable when the request resolves (NBD_CMD_FLAG_FUA); emulated with a flush where not native. */
   fua?: boolean;
@@ -69,13 +105,23 @@ export interface BlockDevice {
   /** Make every completed write durable. */
   flush(): Promise<void>;
   resize(newSize: number): Promise<void>;
-  /** This layer's own view of [offset, offset+length): data, zero or unallocated runs. */
-  blockStatus(offset: number, length: number): Promise<LayerExtent[]>;
+  /** This layer's own view of [offset, offset+length): data, zero or unallocated runs, split at table boundaries. */
+  layerStatus(offset: number, length: number): Promise<LayerExtent[]>;
+  /**
+   * What the guest sees through the whole chain, as merged runs with the depth of the layer
+   * that answers (qemu-img map). Walked in bounded steps as you iterate: `for await` over a
+   * 64 TiB disk holds one step in memory. Defaults: from 0 to the end.
+   */
+  blockStatus(start?: number, length?: number): AsyncGenerator<ChainExtent>;
+  /** Format, size, geometry and backing file of this device. */
+  describe(): DeviceDescription;
   /**
    * Refuse new requests (SHUTDOWN), let every admitted one finish, write everything back and
    * release the file. Rejects if anything acknowledged may not be on disk.
    */
   close(): Promise<void>;
+  /** `await using disk = await openImage(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Shared request validation, so every device refuses the same things the same way. */

@@ -37,7 +37,7 @@ import { QED_F_NEED_CHECK, SECTOR_SIZE } from '../format/constants.js';
 import { Geometry } from '../format/geometry.js';
 import type { QedHeader } from '../format/header.js';
 import { CheckedDevice } from './checked-device.js';
-import { MAX_REQUEST_BYTES, settleAll, type BlockDevice, type DeviceCapabilities, type LayerExtent, type WriteZeroesOptions } from './device.js';
+import { MAX_REQUEST_BYTES, settleAll, type BlockDevice, type DeviceCapabilities, type DeviceDescription, type LayerExtent, type WriteZeroesOptions } from './device.js';
 import { ClusterAllocator } from './qed-allocator.js';
 import type { QedContext } from './qed-context.js';
 import { ClusterLookup, appendMerged } from './qed-lookup.js';
@@ -126,6 +126,13 @@ export class QedImage extends CheckedDevice {
   }
 
   get path(): string { return this.file.path; }
+
+  protected override describeLayout(): Partial<DeviceDescription> {
+    return {
+      clusterSize: this.header.clusterSize, tableSize: this.header.tableSize,
+      backingFile: this.backingName, backingFormat: this.backingFormat ?? this.backing?.format ?? null,
+    };
+  }
   get size(): number { return this.header.imageSize; }
   get clusterSize(): number { return this.header.clusterSize; }
 

@@ -46,7 +46,7 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
 /** Copy the top layer's own data and zero runs, window by window to bound memory. */
 async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (done: number, total: number) => void): Promise<void> {
   for (let windowStart = 0; windowStart < from.size; windowStart += WINDOW) {
-    const extents = await from.blockStatus(windowStart, Math.min(WINDOW, from.size - windowStart));
+    const extents = await from.layerStatus(windowStart, Math.min(WINDOW, from.size - windowStart));
     const pieces: Array<{ offset: number; length: number; zero: boolean }> = [];
     for (const e of extents) {
       if (e.kind === 'unallocated') continue;

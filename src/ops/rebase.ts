@@ -50,7 +50,7 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
     const target = newBacking === '' ? null : await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, format: backingFormat });
     try {
       for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
-        const extents = await overlay.blockStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
+        const extents = await overlay.layerStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
         const candidates = await differingCandidates(extents, overlay.backing, target);
         const pieces = candidates.flatMap((r) => [...piecesOf(r.offset, r.length, overlay.clusterSize)]);
         await runPool(pieces.length, 8, (i) => copyIfDifferent(overlay, target, { offset: pieces[i]!.start, length: pieces[i]!.length }));

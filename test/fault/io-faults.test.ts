@@ -297,7 +297,7 @@ async function spanImage(backing: boolean): Promise<SpanImage> {
   await g.write(data(CS, 41), 5 * CS);
   await g.write(data(CS, 42), 4 * CS);
   const hostOf = async (cluster: number) => {
-    const [e] = await g.device.blockStatus(cluster * CS, CS);
+    const [e] = await g.device.layerStatus(cluster * CS, CS);
     assert.ok(e?.kind === 'data' && e.length === CS);
     return e.hostOffset;
   };

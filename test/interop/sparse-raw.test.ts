@@ -61,7 +61,7 @@ test('findData reports data and holes in order; a file that cannot tell reports 
   memory.add('m.raw').writeSync(new Uint8Array(MiB), 0);
   const blind: BlockFile = await memory.open('m.raw', 'read-only');
   const raw = await RawImage.open(blind);
-  assert.deepEqual(await raw.blockStatus(0, MiB), [{ kind: 'data', guestOffset: 0, length: MiB, hostOffset: 0 }]);
+  assert.deepEqual(await raw.layerStatus(0, MiB), [{ kind: 'data', guestOffset: 0, length: MiB, hostOffset: 0 }]);
   await raw.close();
 });
 

@@ -99,7 +99,7 @@ export async function verifyContent(device: BlockDevice, model: ContentModel, ex
   const mustRead = new Uint8Array(sectors);
   mustRead.fill(1, model.fromEmptyLayer ? model.initialSize / SECTOR : 0);
   for (const s of model.touched) if (s < sectors) mustRead[s] = 1;
-  for (const e of await device.blockStatus(0, device.size)) {
+  for (const e of await device.layerStatus(0, device.size)) {
     if (e.kind !== 'unallocated') mustRead.fill(1, e.guestOffset / SECTOR, Math.ceil((e.guestOffset + e.length) / SECTOR));
   }
   // Close small gaps: one longer read costs less than two, and every sector must pass anyway.

@@ -407,7 +407,7 @@ export async function runScenario(sc: Scenario, stats: RunStats): Promise<void> 
       // NO_HOLE: the range ends up allocated (no zero clusters, no holes), whatever it was.
       for (const [i, op] of ops.entries()) {
         if (op.spec.kind !== 'zero' || !op.spec.noHole || op.length === 0 || results[i]!.status !== 'fulfilled') continue;
-        const holes = (await device.blockStatus(op.offset, op.length)).filter((e) => e.kind !== 'data');
+        const holes = (await device.layerStatus(op.offset, op.length)).filter((e) => e.kind !== 'data');
         assert.deepEqual(holes, [], `${where} op ${i}: write-zeroes ${op.offset}+${op.length} with NO_HOLE left holes`);
       }
       assert.equal(device.size, model.size, `${where}: size`);

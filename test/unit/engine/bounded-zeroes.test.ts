@@ -41,7 +41,7 @@ async function zeroWholeImageWhileReading(size: number, clusterSize: number, tab
   assert.deepEqual(buf, new Uint8Array(64 * KiB));
   await device.close();
   const reopened = await openDevice('big.qed', { store, readOnly: true });
-  const status = await reopened.blockStatus(0, Math.min(size, 4 * GiB));
+  const status = await reopened.layerStatus(0, Math.min(size, 4 * GiB));
   assert.ok(status.every((e) => e.kind === 'zero'), 'the zeroed range is made of zero clusters');
   const head = new Uint8Array(MiB).fill(1);
   await reopened.read(head, 0);
@@ -64,7 +64,7 @@ test('block status of a whole fragmented image lets other work run between L2 ta
   for (let at = 0; at < 64 * MiB; at += 8 * KiB) await device.write(new Uint8Array(4 * KiB).fill(1), at);
   let ticks = 0;
   const timer = setInterval(() => { ticks++; }, 0);
-  const status = await device.blockStatus(0, 256 * MiB);
+  const status = await device.layerStatus(0, 256 * MiB);
   clearInterval(timer);
   assert.ok(ticks > 0, 'timers ran while the status was computed');
   assert.equal(status.length, 2 * 8192 + 96, 'a run per written cluster and per hole after it, then one run per (2 MiB) table of the unwritten tail');

@@ -51,7 +51,7 @@ test('a 64 TiB image is walked in bounded steps and yields merged runs as it goe
   let widest = 0;
   const counted = new Proxy(device, {
     get(target, prop, receiver) {
-      if (prop === 'blockStatus') return (o: number, l: number) => { calls++; widest = Math.max(widest, l); return target.blockStatus(o, l); };
+      if (prop === 'layerStatus') return (o: number, l: number) => { calls++; widest = Math.max(widest, l); return target.layerStatus(o, l); };
       return Reflect.get(target, prop, receiver);
     },
   });
@@ -84,7 +84,7 @@ test('a sparse L2 table of 64 MiB clusters is walked in steps of thousands of cl
   let calls = 0;
   const counted = new Proxy(device, {
     get(target, prop, receiver) {
-      if (prop === 'blockStatus') return (o: number, l: number) => { calls++; return target.blockStatus(o, l); };
+      if (prop === 'layerStatus') return (o: number, l: number) => { calls++; return target.layerStatus(o, l); };
       return Reflect.get(target, prop, receiver);
     },
   });

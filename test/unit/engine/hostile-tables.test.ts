@@ -120,7 +120,7 @@ for (const c of detectable) {
     await assert.rejects(device.read(new Uint8Array(4096), c.guestOffset), refused);
     await assert.rejects(device.write(new Uint8Array(4096).fill(0xee), c.guestOffset), refused);
     await assert.rejects(device.writeZeroes(c.guestOffset, CS), refused);
-    await assert.rejects(device.blockStatus(c.guestOffset, 4096), refused);
+    await assert.rejects(device.layerStatus(c.guestOffset, 4096), refused);
     // A read that starts in a healthy range and runs into the hostile one is refused as a whole.
     await assert.rejects(device.read(new Uint8Array(2 * CS), c.guestOffset - CS), refused);
     const healthy = new Uint8Array(CS);

@@ -90,7 +90,7 @@ async function imageWithTwoDataClusters(): Promise<{ store: MemoryStore; hosts: 
   const device = await openDevice('a.qed', { store });
   await device.write(filled(64 * KiB, 2), 64 * KiB);
   await device.write(filled(64 * KiB, 1), 0);
-  const extents = await device.blockStatus(0, 128 * KiB);
+  const extents = await device.layerStatus(0, 128 * KiB);
   await device.close();
   assert.equal(extents.length, 2, 'the two clusters are not host-contiguous');
   return { store, hosts: extents.map((e) => (e as { hostOffset: number }).hostOffset) };

@@ -65,14 +65,14 @@ test('NO_HOLE write-zeroes leaves the range allocated and reading zeros', async 
   const { open } = await fixture();
   const device = await open();
   await device.writeZeroes(100 * KiB, 300 * KiB, { noHole: true });
-  const status = await device.blockStatus(64 * KiB, 384 * KiB);
+  const status = await device.layerStatus(64 * KiB, 384 * KiB);
   assert.ok(status.every((e) => e.kind === 'data'), JSON.stringify(status));
   const buf = new Uint8Array(300 * KiB).fill(9);
   await device.read(buf, 100 * KiB);
   assert.deepEqual(buf, new Uint8Array(300 * KiB));
   // Without NO_HOLE the same request makes zero clusters (no data written).
   await device.writeZeroes(2 * MiB, 256 * KiB);
-  assert.ok((await device.blockStatus(2 * MiB, 256 * KiB)).every((e) => e.kind === 'zero'));
+  assert.ok((await device.layerStatus(2 * MiB, 256 * KiB)).every((e) => e.kind === 'zero'));
   await device.close();
 });
 
@@ -80,9 +80,9 @@ test('FAST_ZERO succeeds where only metadata changes and refuses, changing nothi
   const { open } = await fixture();
   const device = await open();
   await device.writeZeroes(0, 4 * MiB, { fastZero: true });
-  assert.ok((await device.blockStatus(0, 4 * MiB)).every((e) => e.kind === 'zero'));
+  assert.ok((await device.layerStatus(0, 4 * MiB)).every((e) => e.kind === 'zero'));
   await device.write(new Uint8Array(64 * KiB).fill(5), 6 * MiB);
-  const before = await device.blockStatus(4 * MiB, 4 * MiB);
+  const before = await device.layerStatus(4 * MiB, 4 * MiB);
   for (const [offset, length, options] of [
     [4 * MiB, 4 * MiB, { fastZero: true }],
     [6 * MiB + 512, 1024, { fastZero: true }],
@@ -90,7 +90,7 @@ test('FAST_ZERO succeeds where only metadata changes and refuses, changing nothi
   ] as const) {
     await assert.rejects(device.writeZeroes(offset, length, options), (err: unknown) => err instanceof QedError && err.code === 'FAST_ZERO');
   }
-  assert.deepEqual(await device.blockStatus(4 * MiB, 4 * MiB), before, 'a refused fast zero changed nothing');
+  assert.deepEqual(await device.layerStatus(4 * MiB, 4 * MiB), before, 'a refused fast zero changed nothing');
   const buf = new Uint8Array(64 * KiB);
   await device.read(buf, 6 * MiB);
   assert.deepEqual(buf, new Uint8Array(64 * KiB).fill(5));

@@ -18,7 +18,7 @@ test('an L1 entry whose table straddles the end of the file stays refused after 
   await createImage('evil.qed', { store, size: 4 * GiB, clusterSize: CS, tableSize: 4 });
   const setup = await openDevice('evil.qed', { store });
   await setup.write(new Uint8Array(CS).fill(0x11), 0); // guest cluster 0: the secret
-  const secretHost = ((await setup.blockStatus(0, CS))[0] as { hostOffset: number }).hostOffset;
+  const secretHost = ((await setup.layerStatus(0, CS))[0] as { hostOffset: number }).hostOffset;
   // Guest cluster 1, the file's last cluster: guest bytes shaped as L2 entries naming the secret.
   const forged = new Uint8Array(CS);
   const view = new DataView(forged.buffer);

@@ -18,12 +18,12 @@ const TiB = 2 ** 40;
 /** Counts block status requests on every device (the walk's unit of work). */
 function countStatusCalls(): { calls: () => number; restore: () => void } {
   let calls = 0;
-  const original = CheckedDevice.prototype.blockStatus;
-  CheckedDevice.prototype.blockStatus = function (this: CheckedDevice, offset: number, length: number) {
+  const original = CheckedDevice.prototype.layerStatus;
+  CheckedDevice.prototype.layerStatus = function (this: CheckedDevice, offset: number, length: number) {
     calls++;
     return original.call(this, offset, length);
   };
-  return { calls: () => calls, restore: () => { CheckedDevice.prototype.blockStatus = original; } };
+  return { calls: () => calls, restore: () => { CheckedDevice.prototype.layerStatus = original; } };
 }
 const MiB = 2 ** 20;
 
