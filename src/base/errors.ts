@@ -120,6 +120,12 @@ export class AbortError extends QedError {
   constructor(message: string, details: ErrorDetails = {}) { super('ABORTED', message, details); }
 }
 
+/** The error, naming `path` if it names no file yet (a size refused before any file was touched). */
+export function withPath(err: unknown, path: string): unknown {
+  if (err instanceof QedError && err.path === undefined) (err as { path?: string }).path = path;
+  return err;
+}
+
 /** Throw AbortError if the signal has fired: long operations call it between steps. */
 export function throwIfAborted(signal: AbortSignal | undefined, what: string, path?: string): void {
   if (signal?.aborted) throw new AbortError(`${what} aborted`, { path, cause: signal.reason });
@@ -141,7 +147,7 @@ const ERRNO_TEXT: Record<string, string> = {
   ENOENT: 'No such file or directory', EACCES: 'Permission denied', EISDIR: 'Is a directory',
   ENOSPC: 'No space left on device', EIO: 'Input/output error', EROFS: 'Read-only file system',
   EPERM: 'Operation not permitted', ENOTDIR: 'Not a directory', EMFILE: 'Too many open files',
-  EBUSY: 'Device or resource busy', EFBIG: 'File too large', ELOOP: 'Too many levels of symbolic links',
+  EBUSY: 'Device or resource busy', EEXIST: 'File exists', EFBIG: 'File too large', ELOOP: 'Too many levels of symbolic links',
 };
 
 /** Node's fs errors carry an errno code; keep it so ENOSPC stays ENOSPC up to the front end. */
@@ -149,7 +155,7 @@ export function wrapIoError(op: string, path: string, offset: number | undefined
   const errno = (cause as { code?: unknown })?.code;
   const known = typeof errno === 'string' ? ERRNO_TEXT[errno] : undefined;
   const reason = known ?? (cause instanceof Error ? cause.message : String(cause));
-  if (op === 'open' || op === 'create') {
+  if (op === 'open' || op === 'create' || op === 'remove') {
     return new IoError(`could not ${op} '${path}': ${reason}`, { path, cause, errno: typeof errno === 'string' ? errno : undefined });
   }
   const where = offset === undefined ? '' : ` at ${hex(offset)}`;

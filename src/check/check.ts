@@ -16,7 +16,7 @@
 // copies are flushed before they are linked; tables are flushed before the truncate.
 // Tables are read through table-walker.ts, never whole: a table may be 1 GiB.
 import { putEntryAt } from '../base/bytes.js';
-import { IoError, hex } from '../base/errors.js';
+import { IoError, hex, throwIfAborted } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { BlockFile } from '../io/block-file.js';
 import { QED_F_NEED_CHECK, QED_UNALLOCATED, QED_ZERO_CLUSTER } from '../format/constants.js';
@@ -52,6 +52,10 @@ export interface CheckOptions {
   maxCopies?: number;
   /** On ENOSPC while writing the copies, clear their references instead of failing. */
   clearWhenNoSpace?: boolean;
+  /** Stops the walk between L2 tables (AbortError); what was repaired so far stays consistent. */
+  signal?: AbortSignal;
+  /** Guest bytes whose tables were walked, of the image's size. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 interface PrivateCopy { entryHost: number; from: number; to: number }
@@ -104,6 +108,8 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
     for (let i = 0; i < l1Piece.entryCount; i++) {
       const l2Offset = l1Piece.entry(i);
       if (l2Offset === QED_UNALLOCATED) continue;
+      throwIfAborted(options.signal, 'check', file.path);
+      options.onProgress?.(Math.min(header.imageSize, ((l1Piece.entryHost(i) - header.l1TableOffset) / 8) * geometry.bytesPerL2), header.imageSize);
       const entryHost = l1Piece.entryHost(i);
       if (!isValidTableOffset(l2Offset, geometry.tableBytes, cs, geometry.headerBytes, fileLimit)) {
         result.corruptions++;
@@ -158,6 +164,8 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
       });
     }
   });
+
+  options.onProgress?.(header.imageSize, header.imageSize);
 
   if (copies.length > 0) {
     const copied = await writeCopies(file, copies, cs, options.clearWhenNoSpace === true);

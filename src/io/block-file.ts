@@ -39,6 +39,8 @@ export interface OpenFileOptions {
   lock?: boolean;
   /** Read-only opens only: let others write meanwhile (qemu-img -U / force-share). */
   forceShare?: boolean;
+  /** create() only: refuse (errno EEXIST) if the file exists, instead of replacing it. */
+  exclusive?: boolean;
 }
 
 /**
@@ -55,4 +57,6 @@ export interface FileStore {
   identity(path: string): Promise<string>;
   /** Bytes the file really occupies (qemu-img's "disk size"), where the store can tell. */
   allocatedBytes?(path: string): Promise<number>;
+  /** Delete a file (a half-written image after a failed import); stores without it keep the file. */
+  remove?(path: string): Promise<void>;
 }

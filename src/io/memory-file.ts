@@ -130,6 +130,9 @@ export class MemoryStore implements FileStore {
   async create(path: string, options: OpenFileOptions = {}): Promise<BlockFile> {
     // Check against the users of the file being replaced before replacing it.
     const old = this.files.get(normalise(path));
+    if (old && options.exclusive) {
+      throw new IoError(`could not create '${path}': File exists`, { path, errno: 'EEXIST' });
+    }
     if (old) await (await this.lockedView(old, old.view(false), 'create', path, options)).close();
     const file = this.add(path);
     return this.lockedView(file, file.view(false), 'create', path, options);
@@ -142,6 +145,9 @@ export class MemoryStore implements FileStore {
   }
 
   async identity(path: string): Promise<string> { return normalise(path); }
+  async remove(path: string): Promise<void> {
+    if (!this.files.delete(normalise(path))) throw new IoError(`could not remove '${path}': No such file or directory`, { path, errno: 'ENOENT' });
+  }
 
   /** A view holding `access`'s locks on `file` until it is closed. */
   private async lockedView(file: MemoryFile, view: BlockFile, access: LockAccess, path: string, options: OpenFileOptions): Promise<BlockFile> {

@@ -2,7 +2,7 @@
 // take QEMU-compatible advisory locks (image-lock.ts) unless told not to; a block device's
 // size comes from the kernel, since fstat reports 0 for it (block-device.ts).
 import { constants, read as readCallback, write as writeCallback } from 'node:fs';
-import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { blockDeviceSize } from './block-device.js';
@@ -82,7 +82,7 @@ export class NodeFile implements BlockFile {
   static async create(path: string, options: NodeOpenOptions = {}): Promise<NodeFile> {
     const native = options.native ?? loadNative();
     try {
-      const handle = await open(path, constants.O_RDWR | constants.O_CREAT);
+      const handle = await open(path, constants.O_RDWR | constants.O_CREAT | (options.exclusive ? constants.O_EXCL : 0));
       try {
         const info = await handle.stat({ bigint: true });
         lockOpenFile(handle, path, 'create', options, native);
@@ -90,6 +90,8 @@ export class NodeFile implements BlockFile {
         return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native);
       } catch (err) {
         await handle.close().catch(() => undefined);
+        // An exclusive create made the file itself: a refused lock must not leave it behind.
+        if (options.exclusive) await unlink(path).catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -245,6 +247,9 @@ export class NodeFileStore implements FileStore {
     try { return await realpath(path); } catch { return resolve(path); }
   }
   allocatedBytes(path: string): Promise<number> { return allocatedBytes(path); }
+  async remove(path: string): Promise<void> {
+    try { await unlink(path); } catch (err) { throw wrapIoError('remove', path, undefined, err); }
+  }
 }
 
 /** Allocated bytes of a local file (qemu-img's "disk size" / actual-size). */

@@ -26,6 +26,8 @@ export interface CheckFileOptions {
   store?: FileStore;
   /** Check without repair, letting others write meanwhile (qemu-img check -U). */
   forceShare?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
 }
 
 export async function checkFile(path: string, options: CheckFileOptions = {}): Promise<CheckReport> {
@@ -36,9 +38,9 @@ export async function checkFile(path: string, options: CheckFileOptions = {}): P
     const format = options.format ?? await probeFile(file);
     if (format !== 'qed') throw new FormatHasNoCheck('checks of raw images (the format has no metadata to check)', { path });
     const { header } = await readHeader(file);
-    const first = await checkImage(file, header, { fix: repair });
+    const first = await checkImage(file, header, { fix: repair, signal: options.signal, onProgress: options.onProgress });
     if (first.corruptionsFixed + first.leaksFixed === 0) return { ...first, filename: path, format, repaired: false };
-    const again = await checkImage(file, (await readHeader(file)).header, { fix: 'none' });
+    const again = await checkImage(file, (await readHeader(file)).header, { fix: 'none', signal: options.signal });
     return { ...again, corruptionsFixed: first.corruptionsFixed, leaksFixed: first.leaksFixed, problems: first.problems, filename: path, format, repaired: true };
   } finally {
     await file.close();

@@ -1,6 +1,6 @@
 // `commit`: write what an overlay holds (data and zero clusters) into its backing file, then
 // empty the overlay unless asked to keep it. The backing file grows if it is smaller.
-import { ChainError, UsageError } from '../base/errors.js';
+import { ChainError, UsageError, throwIfAborted } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
@@ -12,7 +12,14 @@ import { withQedFile } from './chain-files.js';
 import { openDevice } from './open.js';
 import { runPool } from './pool.js';
 
-export interface CommitOptions { format?: ImageFormat; keepOverlay?: boolean; store?: FileStore; onProgress?: (done: number, total: number) => void }
+export interface CommitOptions {
+  format?: ImageFormat;
+  keepOverlay?: boolean;
+  store?: FileStore;
+  onProgress?: (done: number, total: number) => void;
+  /** Stops between pieces (AbortError); the backing file then holds part of the overlay's data, the overlay all of it. */
+  signal?: AbortSignal;
+}
 
 const WINDOW = 256 * 1024 * 1024;
 const PIECE = 1024 * 1024;
@@ -32,7 +39,7 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
     });
     try {
       if (base.size < overlay.size) await base.resize(base.format === 'qed' ? alignUp(overlay.size, 512) : overlay.size);
-      await copyAllocated(overlay, base, options.onProgress);
+      await copyAllocated(overlay, base, options.onProgress, options.signal);
       await base.flush();
     } finally {
       await base.close();
@@ -44,7 +51,7 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
 }
 
 /** Copy the top layer's own data and zero runs, window by window to bound memory. */
-async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (done: number, total: number) => void): Promise<void> {
+async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<void> {
   for (let windowStart = 0; windowStart < from.size; windowStart += WINDOW) {
     const extents = await from.layerStatus(windowStart, Math.min(WINDOW, from.size - windowStart));
     const pieces: Array<{ offset: number; length: number; zero: boolean }> = [];
@@ -56,6 +63,7 @@ async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (d
     }
     await runPool(pieces.length, 8, async (i) => {
       const p = pieces[i]!;
+      throwIfAborted(signal, 'commit', from.path);
       if (p.zero) { await to.writeZeroes(p.offset, p.length); return; }
       const buf = new Uint8Array(p.length);
       await from.read(buf, p.offset);

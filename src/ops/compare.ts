@@ -1,6 +1,7 @@
 // `compare`: guest content of two images, as qemu-img compare judges it: a shorter image
 // compares as if padded with zeros (unless strict), ranges both chains call zero are not read,
 // and the first difference is reported at its 512-byte sector.
+import { throwIfAborted } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
@@ -19,6 +20,9 @@ export interface CompareOptions {
   formatA?: ImageFormat; formatB?: ImageFormat; strict?: boolean; store?: FileStore; chunkSize?: number;
   /** Open both images letting others write them meanwhile (qemu-img -U). */
   forceShare?: boolean;
+  signal?: AbortSignal;
+  /** Guest bytes compared so far, of the shorter image's size. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export async function compareImages(pathA: string, pathB: string, options: CompareOptions = {}): Promise<CompareResult> {
@@ -26,7 +30,7 @@ export async function compareImages(pathA: string, pathB: string, options: Compa
   try {
     const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store, forceShare: options.forceShare });
     try {
-      return await compareDevices(a, b, options.strict ?? false, options.chunkSize ?? 1024 * 1024);
+      return await compareDevices(a, b, options.strict ?? false, options.chunkSize ?? 1024 * 1024, options);
     } finally {
       await b.close();
     }
@@ -39,18 +43,21 @@ export async function compareImages(pathA: string, pathB: string, options: Compa
  * Walked by both images' block status together: ranges where both read as zeros are not
  * read at all, so comparing two empty 64 TiB images costs a few runs.
  */
-export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boolean, chunkSize: number): Promise<CompareResult> {
+export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boolean, chunkSize: number, control: Pick<CompareOptions, 'signal' | 'onProgress'> = {}): Promise<CompareResult> {
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && strict) return { kind: 'size-mismatch' };
   const common = Math.min(a.size, b.size);
   const bufA = new Uint8Array(chunkSize);
   const bufB = new Uint8Array(chunkSize);
   for await (const run of pairedRuns(a, b, 0, common)) {
+    throwIfAborted(control.signal, 'compare', a.path);
+    control.onProgress?.(run.start, common);
     if (strict && (run.a.present !== run.b.present || run.a.zero !== run.b.zero || run.a.data !== run.b.data)) {
       return { kind: 'status-mismatch', offset: run.start };
     }
     if (run.a.zero && run.b.zero) continue;
     for (const { start, length } of piecesOf(run.start, run.length, chunkSize)) {
+      throwIfAborted(control.signal, 'compare', a.path);
       const ra = bufA.subarray(0, length);
       const rb = bufB.subarray(0, length);
       await settleAll([a.read(ra, start), b.read(rb, start)]);
@@ -58,6 +65,7 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
       if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
     }
   }
+  control.onProgress?.(common, common);
   // The longer image must read as zeros past the shorter one's end.
   const longer = a.size > b.size ? a : b;
   const buf = new Uint8Array(chunkSize);

@@ -2,7 +2,7 @@
 // sparse: ranges the source chain reports as zero are not read, and zero blocks of at least
 // `sparseSize` bytes in data are not written. With a backing file for the target (-B) only
 // what differs from that backing is written. Many chunks are in flight at once.
-import { UsageError } from '../base/errors.js';
+import { UsageError, throwIfAborted } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
@@ -32,6 +32,8 @@ export interface ConvertOptions {
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** Stops the copy between chunks (AbortError); the target is closed consistent, partly written. */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_SPARSE_SIZE = 4096;
@@ -63,6 +65,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
       inFlight: options.inFlight ?? 8,
       chunkSize: options.chunkSize ?? 2 * 1024 * 1024,
       onProgress: options.onProgress,
+      signal: options.signal,
     });
     await target.flush();
   } finally {
@@ -71,7 +74,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   }
 }
 
-interface CopyPlan { sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number; onProgress?: (done: number, total: number) => void }
+interface CopyPlan { sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal }
 
 /**
  * Chunk buffers are reused: a buffer is free again once its chunk's writes completed, and
@@ -100,11 +103,13 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
   const report = (length: number): void => { done += length; plan.onProgress?.(done, size); };
   async function* work(): AsyncGenerator<Piece & { zero: boolean }> {
     for await (const run of chainBlockStatus(source, 0, size)) {
+      throwIfAborted(plan.signal, 'convert', source.path);
       if (run.zero && plan.sparseSize !== 0 && targetReadsZero) { report(run.length); continue; }
       for (const piece of piecesOf(run.start, run.length, plan.chunkSize)) yield { ...piece, zero: run.zero };
     }
   }
   await runPoolOver(work(), plan.inFlight, async ({ start, length, zero }) => {
+    throwIfAborted(plan.signal, 'convert', source.path);
     const data = buffers.take();
     const current = buffers.take();
     try {

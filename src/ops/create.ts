@@ -1,7 +1,7 @@
 // Creating QED and raw images, with qemu-img create's rules: the size may come from the
 // backing file; the backing file must open unless `unsafe` (qemu-img -u). Everything is
 // validated before the target file is touched.
-import { UnsupportedError, UsageError } from '../base/errors.js';
+import { UnsupportedError, UsageError, withPath } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
@@ -19,12 +19,22 @@ export interface CreateImageOptions {
   tableSize?: number;
   /** Do not open the backing file (qemu-img create -u): the size must then be given. */
   unsafe?: boolean;
+  /** Refuse (IoError, errno EEXIST) if the file exists; otherwise an existing file is replaced, as qemu-img does. */
+  exclusive?: boolean;
   store?: FileStore;
 }
 
 export interface CreatedImage { path: string; format: ImageFormat; size: number; backingFormat?: ImageFormat }
 
 export async function createImage(path: string, options: CreateImageOptions): Promise<CreatedImage> {
+  try {
+    return await createImageAt(path, options);
+  } catch (err) {
+    throw withPath(err, path);
+  }
+}
+
+async function createImageAt(path: string, options: CreateImageOptions): Promise<CreatedImage> {
   const store = options.store ?? defaultFileStore();
   const format = options.format ?? 'qed';
   let size = options.size;
@@ -38,7 +48,7 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
       throw new UsageError('cluster_size and table_size apply to qed images only', { path });
     }
     if (!Number.isSafeInteger(size) || size < 0) throw new UsageError(`invalid image size ${size}`, { path });
-    const file = await store.create(path);
+    const file = await store.create(path, { exclusive: options.exclusive });
     try { await file.truncate(size); await file.flush(); } finally { await file.close(); }
     return { path, format, size };
   }
@@ -56,7 +66,7 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
   if (size === undefined) throw new UsageError('an image size is required (or a backing file to take it from)', { path });
   if (size % SECTOR_SIZE !== 0 && options.size === undefined) size += SECTOR_SIZE - (size % SECTOR_SIZE);
   const plan = planQedHeader({ size, clusterSize: options.clusterSize, tableSize: options.tableSize, backingFile, backingFormat });
-  const file = await store.create(path);
+  const file = await store.create(path, { exclusive: options.exclusive });
   try { await writeNewQed(file, plan); } finally { await file.close(); }
   return { path, format, size, backingFormat };
 }

@@ -1,6 +1,6 @@
 // `measure`: how large a new image must be. For QED: header, L1, and for every L2 table and
 // data cluster the source needs, its size; fully allocated is every cluster and table.
-import { UsageError } from '../base/errors.js';
+import { UsageError, throwIfAborted } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import { QED_DEFAULT_CLUSTER_SIZE, QED_DEFAULT_TABLE_SIZE } from '../format/constants.js';
 import { Geometry } from '../format/geometry.js';
@@ -21,6 +21,9 @@ export interface MeasureOptions {
   store?: FileStore;
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
+  signal?: AbortSignal;
+  /** Guest bytes of the source examined so far. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface Measurement { required: number; 'fully-allocated': number }
@@ -39,7 +42,7 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
     const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
     try {
       size = source.size;
-      if (format === 'qed') dataClusters = await clustersWithData(source, clusterSize);
+      if (format === 'qed') dataClusters = await clustersWithData(source, clusterSize, options);
     } finally {
       await source.close();
     }
@@ -61,13 +64,15 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
  * Target clusters that `convert` will fill: those holding at least one non-zero block of the
  * default sparse size. Ranges the chain reports as zero are skipped unread, as convert does.
  */
-async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, clusterSize: number): Promise<Set<number>> {
+async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, clusterSize: number, control: Pick<MeasureOptions, 'signal' | 'onProgress'>): Promise<Set<number>> {
   const clusters = new Set<number>();
   const buf = new Uint8Array(READ_PIECE);
   for (let start = 0; start < source.size; start += WINDOW) {
+    control.onProgress?.(start, source.size);
     for (const e of await mapChain(source, start, Math.min(WINDOW, source.size - start))) {
       if (e.zero) continue;
       for (let at = e.start; at < e.start + e.length; at += READ_PIECE) {
+        throwIfAborted(control.signal, 'measure', source.path);
         const piece = buf.subarray(0, Math.min(READ_PIECE, e.start + e.length - at));
         await source.read(piece, at);
         for (const run of zeroRuns(piece, DEFAULT_SPARSE_SIZE)) {
@@ -79,5 +84,6 @@ async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, 
       }
     }
   }
+  control.onProgress?.(source.size, source.size);
   return clusters;
 }

@@ -5,7 +5,7 @@ import type { BlockFile, FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
 import type { QedHeader } from '../format/header.js';
 import type { ImageFormat } from '../format/probe.js';
-import { checkImage } from '../check/check.js';
+import { checkImage, type CheckOptions } from '../check/check.js';
 import type { BlockDevice } from '../engine/device.js';
 import { openImage, type BackingPolicy, type OpenImageOptions } from '../engine/open.js';
 
@@ -24,6 +24,10 @@ export interface OpenOptions {
   /** Read-only opens: let others write meanwhile (qemu-img -U). */
   forceShare?: boolean;
   imageClass?: OpenImageOptions['imageClass'];
+  /** Stops the repair a dirty image's read-write open runs (it stays dirty and is repaired next time). */
+  signal?: AbortSignal;
+  /** Progress of that repair, when one runs. */
+  onRepairProgress?: (done: number, total: number) => void;
 }
 
 let defaultBackingPolicy: BackingPolicy = { follow: 'any' };
@@ -39,7 +43,8 @@ export function currentBackingPolicy(): BackingPolicy {
 
 export async function openDevice(path: string, options: OpenOptions = {}): Promise<BlockDevice> {
   return openImage(path, {
-    ...options, store: options.store ?? defaultFileStore(), repair: repairOnOpen,
+    ...options, store: options.store ?? defaultFileStore(),
+    repair: (file, header) => repairOnOpen(file, header, { signal: options.signal, onProgress: options.onRepairProgress }),
     backingPolicy: options.backingPolicy ?? defaultBackingPolicy,
   });
 }
@@ -62,9 +67,9 @@ export const OPEN_REPAIR_MAX_COPIES = 16;
  * opens): the bounded copies above are given up for cleared references on ENOSPC. Refuses
  * if corruption remains.
  */
-export async function repairOnOpen(file: BlockFile, header: QedHeader): Promise<void> {
+export async function repairOnOpen(file: BlockFile, header: QedHeader, progress: Pick<CheckOptions, 'signal' | 'onProgress'> = {}): Promise<void> {
   const result = await checkImage(file, header, {
-    fix: 'all', leakRepair: 'trailing', maxCopies: OPEN_REPAIR_MAX_COPIES, clearWhenNoSpace: true,
+    fix: 'all', leakRepair: 'trailing', maxCopies: OPEN_REPAIR_MAX_COPIES, clearWhenNoSpace: true, ...progress,
   });
   if (result.corruptions > 0 || result.checkErrors > 0) {
     throw new FormatError(`image needs repair that could not be completed (${result.corruptions} corruptions remain: ${result.problems[0] ?? 'unknown'})`, { path: file.path });

@@ -2,7 +2,7 @@
 // range it does not hold itself where the old and new backing differ, so the guest sees the
 // same bytes; only then is the header changed. `-u` only changes the header; an empty new
 // name flattens the image (everything the old backing showed is copied in).
-import { UsageError } from '../base/errors.js';
+import { UsageError, throwIfAborted } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
@@ -23,6 +23,8 @@ export interface RebaseOptions {
   unsafe?: boolean;
   store?: FileStore;
   onProgress?: (done: number, total: number) => void;
+  /** Stops the copy between pieces (AbortError), before the header changes: the image keeps its old backing file. */
+  signal?: AbortSignal;
 }
 
 const WINDOW = 256 * 1024 * 1024;
@@ -53,7 +55,7 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
         const extents = await overlay.layerStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
         const candidates = await differingCandidates(extents, overlay.backing, target);
         const pieces = candidates.flatMap((r) => [...piecesOf(r.offset, r.length, overlay.clusterSize)]);
-        await runPool(pieces.length, 8, (i) => copyIfDifferent(overlay, target, { offset: pieces[i]!.start, length: pieces[i]!.length }));
+        await runPool(pieces.length, 8, (i) => { throwIfAborted(options.signal, 'rebase', path); return copyIfDifferent(overlay, target, { offset: pieces[i]!.start, length: pieces[i]!.length }); });
         options.onProgress?.(Math.min(overlay.size, windowStart + WINDOW), overlay.size);
       }
       await overlay.flush();
