@@ -10,6 +10,7 @@ import { makeEmpty } from '../engine/make-empty.js';
 import { QedImage } from '../engine/qed-image.js';
 import { withQedFile } from './chain-files.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 import { runPool } from './pool.js';
 
 export interface CommitOptions {
@@ -19,6 +20,8 @@ export interface CommitOptions {
   onProgress?: (done: number, total: number) => void;
   /** Stops between pieces (AbortError); the backing file then holds part of the overlay's data, the overlay all of it. */
   signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
 }
 
 const WINDOW = 256 * 1024 * 1024;
@@ -28,12 +31,12 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
   const store = options.store ?? defaultFileStore();
   // Only the overlay's own layer: its backing file is opened read-write below, and a second,
   // read-only open of it would refuse that writer (one writer per image, image-lock.ts).
-  const overlay = await openDevice(path, { format: options.format, readOnly: true, store, noBacking: true });
+  const overlay = await openDevice(path, { format: options.format, readOnly: true, store, noBacking: true, backingPolicy: options.backingPolicy });
   try {
     if (!(overlay instanceof QedImage)) throw new UsageError('commit needs a QED overlay', { path });
     if (overlay.backingName === null) throw new UsageError('image does not have a backing file', { path });
     const backingName = overlay.backingName;
-    const base = await openDevice(store.resolveBacking(path, backingName), { format: overlay.backingFormat ?? undefined, store }).catch((err: unknown) => {
+    const base = await openDevice(store.resolveBacking(path, backingName), { format: overlay.backingFormat ?? undefined, store, backingPolicy: options.backingPolicy }).catch((err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new ChainError(`could not open backing file '${backingName}': ${reason}`, { path, cause: err });
     });

@@ -8,6 +8,7 @@ import { settleAll, type BlockDevice } from '../engine/device.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
 import { pairedRuns, piecesOf } from './walk.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
 
 export type CompareResult =
@@ -21,14 +22,16 @@ export interface CompareOptions {
   /** Open both images letting others write them meanwhile (qemu-img -U). */
   forceShare?: boolean;
   signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
   /** Guest bytes compared so far, of the shorter image's size. */
   onProgress?: (done: number, total: number) => void;
 }
 
 export async function compareImages(pathA: string, pathB: string, options: CompareOptions = {}): Promise<CompareResult> {
-  const a = await openDevice(pathA, { readOnly: true, format: options.formatA, store: options.store, forceShare: options.forceShare });
+  const a = await openDevice(pathA, { readOnly: true, format: options.formatA, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
   try {
-    const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store, forceShare: options.forceShare });
+    const b = await openDevice(pathB, { readOnly: true, format: options.formatB, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
     try {
       return await compareDevices(a, b, options.strict ?? false, options.chunkSize ?? 1024 * 1024, options);
     } finally {

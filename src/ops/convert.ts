@@ -9,6 +9,7 @@ import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
@@ -34,6 +35,8 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number) => void;
   /** Stops the copy between chunks (AbortError); the target is closed consistent, partly written. */
   signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
 }
 
 export const DEFAULT_SPARSE_SIZE = 4096;
@@ -43,7 +46,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || (sparseSize !== 0 && sparseSize % 512 !== 0)) {
     throw new UsageError(`invalid sparse size ${sparseSize}: a multiple of 512, or 0`);
   }
-  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
+  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
   let target: BlockDevice | null = null;
   try {
     const targetFormat = options.targetFormat ?? 'raw';
@@ -52,10 +55,10 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
         format: targetFormat,
         size: targetFormat === 'qed' ? alignUp(source.size, 512) : source.size,
         clusterSize: options.clusterSize, tableSize: options.tableSize,
-        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store,
+        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store, backingPolicy: options.backingPolicy,
       });
     }
-    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store });
+    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store, backingPolicy: options.backingPolicy });
     if (target.size < source.size) {
       throw new UsageError(`target '${targetPath}' (${target.size} bytes) is smaller than the source (${source.size} bytes)`);
     }

@@ -7,7 +7,8 @@ import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import { SECTOR_SIZE } from '../format/constants.js';
 import { planQedHeader, writeNewQed } from '../engine/create.js';
-import { openImage } from '../engine/open.js';
+import { openImage, type BackingPolicy } from '../engine/open.js';
+import { currentBackingPolicy } from './open.js';
 
 export interface CreateImageOptions {
   format?: ImageFormat;
@@ -21,6 +22,8 @@ export interface CreateImageOptions {
   unsafe?: boolean;
   /** Refuse (IoError, errno EEXIST) if the file exists; otherwise an existing file is replaced, as qemu-img does. */
   exclusive?: boolean;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
   store?: FileStore;
 }
 
@@ -55,7 +58,7 @@ async function createImageAt(path: string, options: CreateImageOptions): Promise
 
   if (backingFile !== undefined && !options.unsafe) {
     const backingPath = store.resolveBacking(path, backingFile);
-    const backing = await openImage(backingPath, { store, readOnly: true, format: backingFormat });
+    const backing = await openImage(backingPath, { store, readOnly: true, format: backingFormat, backingPolicy: options.backingPolicy ?? currentBackingPolicy() });
     try {
       size ??= backing.size;
       backingFormat ??= backing.format;

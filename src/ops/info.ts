@@ -4,7 +4,7 @@ import { defaultFileStore } from '../io/default-store.js';
 import { currentBackingPolicy } from './open.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
-import { openImage } from '../engine/open.js';
+import { openImage, type BackingPolicy } from '../engine/open.js';
 import { QedImage } from '../engine/qed-image.js';
 
 /** Keys as qemu-img info --output=json spells them, in its order. */
@@ -26,6 +26,8 @@ export interface InfoOptions {
   store?: FileStore;
   /** Open letting others write meanwhile (qemu-img info -U). */
   forceShare?: boolean;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
   /** qemu-img reports st_blocks * 512; other stores have no such notion. */
   actualSize?: (path: string) => Promise<number | undefined>;
 }
@@ -34,7 +36,7 @@ export async function imageInfo(path: string, options: InfoOptions = {}): Promis
   const store = options.store ?? defaultFileStore();
   const actualSize = options.actualSize ?? (async (p: string) => { try { return await store.allocatedBytes?.(p); } catch { return undefined; } });
   // The chain is opened only when asked for: plain info works with a missing backing file.
-  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare, backingPolicy: currentBackingPolicy() });
+  const top = await openImage(path, { store, readOnly: true, format: options.format, noBacking: !options.backingChain, forceShare: options.forceShare, backingPolicy: options.backingPolicy ?? currentBackingPolicy() });
   try {
     const infos: ImageInfo[] = [];
     for (let layer: BlockDevice | null = top; layer; layer = layer.backing) {

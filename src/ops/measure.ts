@@ -10,6 +10,7 @@ import { DEFAULT_SPARSE_SIZE } from './convert.js';
 import { mapChain } from './map.js';
 import { zeroRuns } from './zero-detect.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 
 export interface MeasureOptions {
   size?: number;
@@ -22,6 +23,8 @@ export interface MeasureOptions {
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
   signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
   /** Guest bytes of the source examined so far. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -39,7 +42,7 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
   let size = options.size ?? 0;
   let dataClusters: Set<number> | null = null;
   if (options.source !== undefined) {
-    const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
+    const source = await openDevice(options.source, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
     try {
       size = source.size;
       if (format === 'qed') dataClusters = await clustersWithData(source, clusterSize, options);

@@ -9,10 +9,10 @@ import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { changeBackingFile } from '../engine/header-update.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
-import { openImage } from '../engine/open.js';
+import { openImage, type BackingPolicy } from '../engine/open.js';
 import { QedImage } from '../engine/qed-image.js';
 import { withQedFile } from './chain-files.js';
-import { openDevice } from './open.js';
+import { currentBackingPolicy, openDevice } from './open.js';
 import { runPool } from './pool.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
 import { piecesOf } from './walk.js';
@@ -25,6 +25,8 @@ export interface RebaseOptions {
   onProgress?: (done: number, total: number) => void;
   /** Stops the copy between pieces (AbortError), before the header changes: the image keeps its old backing file. */
   signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
 }
 
 const WINDOW = 256 * 1024 * 1024;
@@ -34,7 +36,7 @@ export async function rebaseImage(path: string, newBacking: string, options: Reb
   let backingFormat = options.backingFormat;
   if (newBacking !== '' && backingFormat === undefined) {
     // Record raw as raw (never probed later); a missing file under -u keeps no format.
-    const probe = await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, noBacking: true }).catch((err: unknown) => {
+    const probe = await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, noBacking: true, backingPolicy: options.backingPolicy ?? currentBackingPolicy() }).catch((err: unknown) => {
       if (options.unsafe) return null;
       throw err;
     });
@@ -46,10 +48,10 @@ export async function rebaseImage(path: string, newBacking: string, options: Reb
 }
 
 async function copyDifferences(path: string, newBacking: string, backingFormat: ImageFormat | undefined, store: FileStore, options: RebaseOptions): Promise<void> {
-  const overlay = await openDevice(path, { format: options.format, store });
+  const overlay = await openDevice(path, { format: options.format, store, backingPolicy: options.backingPolicy });
   try {
     if (!(overlay instanceof QedImage)) throw new UsageError('rebase needs a QED image', { path });
-    const target = newBacking === '' ? null : await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, format: backingFormat });
+    const target = newBacking === '' ? null : await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, format: backingFormat, backingPolicy: options.backingPolicy ?? currentBackingPolicy() });
     try {
       for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
         const extents = await overlay.layerStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));

@@ -3,12 +3,13 @@ import { UnsupportedError, UsageError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 
-export interface ResizeOptions { format?: ImageFormat; shrink?: boolean; store?: FileStore }
+export interface ResizeOptions { format?: ImageFormat; shrink?: boolean; store?: FileStore; backingPolicy?: BackingPolicy }
 
 /** `size` is absolute, or relative when `relative` is +1/-1. Returns the new size. */
 export async function resizeImage(path: string, size: number, relative: -1 | 0 | 1, options: ResizeOptions = {}): Promise<number> {
-  const device = await openDevice(path, { format: options.format, store: options.store });
+  const device = await openDevice(path, { format: options.format, store: options.store, backingPolicy: options.backingPolicy });
   try {
     const newSize = relative === 0 ? size : device.size + relative * size;
     if (!Number.isSafeInteger(newSize) || newSize < 0) throw new UsageError(`invalid new size ${newSize}`);
