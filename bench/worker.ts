@@ -6,7 +6,8 @@
 // Opens the image (read-only for reads), runs the requests, flushes (writes), closes, and
 // prints one JSON line: {"ok":true,"internalMs":...}. The content of the last read buffers is
 // checked against the pattern after the timed part, so a read that silently did nothing fails.
-import { openDevice } from '../src/index.js';
+import '../src/io/node-default.js';
+import { openDevice } from '../src/ops/open.js';
 import { randomOffsets, type Job } from './workload.js';
 
 async function main(): Promise<void> {

@@ -1,24 +1,27 @@
-// The portable API of qed-image: everything but local files. Loads no Node module, so it
-// runs wherever a BlockFile can be implemented (a browser, a worker, a remote store); pass a
-// FileStore in the options. The package's Node entry (index.ts) adds local files.
-export * from './base/errors.js';
+// The portable API of qed-image: everything but local files and Node streams. Loads no Node
+// module, so it runs wherever a BlockFile can be implemented (a browser, a worker, a remote
+// store): pass a `store` in the options, or set one with setDefaultFileStore. The package's
+// Node entry (index.ts) adds local files, streams and the NBD server.
+export {
+  QedError, FormatError, UnsupportedError, IoError, UsageError, OutOfRangeError, ReadOnlyError, ChainError,
+  LockedError, NeedsCheckError, ClosedError, ShutdownError, PoisonedError, FastZeroError, AbortError,
+  type ErrorCode,
+} from './base/errors.js';
 export type { BlockFile, FileStore, OpenMode, OpenFileOptions } from './io/block-file.js';
 export { setDefaultFileStore } from './io/default-store.js';
-export { MemoryFile, MemoryStore } from './io/memory-file.js';
-export * from './format/constants.js';
-export { decodeHeader, encodeHeader, validateHeader, type QedHeader, type RawHeader } from './format/header.js';
-export { Geometry } from './format/geometry.js';
-export { probeFormat, type ImageFormat } from './format/probe.js';
+export { MemoryStore } from './io/memory-file.js';
+export type { ImageFormat } from './format/probe.js';
 export {
-  MAX_REQUEST_BYTES, type BlockDevice, type BlockSizes, type DeviceCapabilities, type LayerExtent,
-  type WriteOptions, type WriteZeroesOptions,
+  MAX_REQUEST_BYTES, type BlockDevice, type BlockSizes, type ChainExtent, type DeviceCapabilities,
+  type DeviceDescription, type LayerExtent, type WriteOptions, type WriteZeroesOptions,
 } from './engine/device.js';
-export { chainBlockStatus, type ChainExtent } from './engine/chain-status.js';
-export { defaultScheduler, type Scheduler } from './engine/scheduler.js';
-export { QedImage, DEFAULT_CACHE_BYTES } from './engine/qed-image.js';
-export { RawImage } from './engine/raw-image.js';
-export { openImage, readHeader, MAX_CHAIN_DEPTH, type OpenImageOptions, type RepairHook } from './engine/open.js';
-export { planQedHeader, createQed, type CreateQedOptions } from './engine/create.js';
-export { checkImage, type CheckResult, type CheckOptions } from './check/check.js';
-export { openDevice, repairOnOpen, type OpenOptions } from './ops/open.js';
-export { createImage, type CreateImageOptions } from './ops/create.js';
+export type { BackingPolicy } from './engine/open.js';
+export type { Scheduler } from './engine/scheduler.js';
+export { openImage, createImage, type Image, type OpenImageOptions, type CreateImageOptions, type CreatedImage } from './api/images.js';
+export {
+  convert, check, info, map, compare, commit, rebase, resize, measure, amend,
+  type ProgressCallback, type LongOperationOptions, type ConvertOptions, type CheckOptions, type CheckResult,
+  type CheckReport, type RepairMode, type InfoOptions, type ImageInfo, type MapOptions, type CompareOptions,
+  type CompareReport, type CompareResult, type CommitOptions, type RebaseOptions, type ResizeOptions,
+  type MeasureOptions, type Measurement, type AmendOptions,
+} from './api/operations.js';

@@ -1,17 +1,25 @@
-// Public API of qed-image on Node: the portable core (core.ts) with local files, which are
-// also the default FileStore of every operation, and the NBD server (node:net, node:tls).
+// Public API of qed-image on Node: the portable core (core.ts), local files (the default
+// store of every call), Node streams over images, and the NBD server (node:net, node:tls).
 import './io/node-default.js';
-import { chainBlockStatus } from './engine/chain-status.js';
 import { startNbdServer, type NbdServer, type NbdServerOptions } from './nbd/server/server.js';
+import { chainBlockStatus } from './engine/chain-status.js';
 
 export * from './core.js';
-export { NodeFile, NodeFileStore } from './io/node-file.js';
+export { NodeFileStore } from './io/node-file.js';
+export {
+  createReadStream, createWriteStream, writeImageFromStream, ImageWriteStream,
+  type ReadStreamOptions, type ImageReadStream, type SparseChunk, type WriteStreamOptions,
+} from './api/streams.js';
 export type { NbdServer, ListenOn } from './nbd/server/server.js';
 export type { NbdExport, TlsSettings } from './nbd/server/exports.js';
 
+/** Options of serveNbd: where to listen, what to export, TLS, limits. */
 export type ServeNbdOptions = Omit<NbdServerOptions, 'chainStatus'>;
 
-/** Serve block devices over NBD until stop(); the devices stay open (close them after stop()). */
+/**
+ * Serve open images over NBD until `stop()`, as qemu-nbd does; the images stay open (close
+ * them after stop()).
+ */
 export function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   return startNbdServer({ ...options, chainStatus: chainBlockStatus });
 }

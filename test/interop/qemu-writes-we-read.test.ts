@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openDevice } from '../../src/index.js';
+import '../../src/io/node-default.js';
+import { openDevice } from '../../src/ops/open.js';
 import {
   BASE_SEED, KiB, MiB, Rng, buildScenario, commandArgs, firstDifference, layoutName, qemuImg, qemuIo, scratchDir,
   succeed, writeRawFile, type BackingKind, type Layout,

@@ -7,7 +7,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NodeFile, checkImage, openDevice, readHeader } from '../../src/index.js';
+import '../../src/io/node-default.js';
+import { NodeFile } from '../../src/io/node-file.js';
+import { checkImage } from '../../src/check/check.js';
+import { openDevice } from '../../src/ops/open.js';
+import { readHeader } from '../../src/engine/open.js';
 import {
   BASE_SEED, KiB, MiB, buildScenario, commandArgs, describeRun, layoutName, qed, qemuImg, qemuIo, scratchDir, spotChecks,
   firstDifference, succeed, type Layout, type Writer,

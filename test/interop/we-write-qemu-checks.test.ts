@@ -9,7 +9,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openDevice } from '../../src/index.js';
+import '../../src/io/node-default.js';
+import { openDevice } from '../../src/ops/open.js';
 import {
   BASE_SEED, KiB, MiB, Rng, applyToDevice, applyToModel, buildScenario, commandArgs, describeRun, ioCommand, layoutName,
   makeWorkload, qed, qemuImg, qemuIo, rawReferenceCommands, scratchDir, spotChecks, succeed,

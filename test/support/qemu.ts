@@ -8,7 +8,10 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createImage, openDevice, type BlockDevice } from '../../src/index.js';
+import '../../src/io/node-default.js';
+import { createImage } from '../../src/ops/create.js';
+import { openDevice } from '../../src/ops/open.js';
+import type { BlockDevice } from '../../src/engine/device.js';
 
 // ---- processes ---------------------------------------------------------------------------
 
