@@ -298,6 +298,12 @@ export async function writeImageFromStream(source: Readable | AsyncIterable<Uint
   const size = o.size ?? (typeof length === 'number' && Number.isSafeInteger(length) && length >= 0 ? length : undefined);
   const target = createWriteStream(path, { ...o, size });
   const readable = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
-  await new Promise<void>((resolve, reject) => pipeline(readable, target, (err) => (err ? reject(err) : resolve())));
+  try {
+    await new Promise<void>((resolve, reject) => pipeline(readable, target, (err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    // pipeline reports the first error at once; the removal of the half-written image ends with 'close'.
+    if (!target.closed) await new Promise((resolve) => target.once('close', resolve));
+    throw err;
+  }
   return target.result!;
 }

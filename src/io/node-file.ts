@@ -234,6 +234,7 @@ export class NodeFileStore implements FileStore {
     return {
       lock: options.lock ?? this.defaults.lock,
       forceShare: options.forceShare ?? this.defaults.forceShare,
+      exclusive: options.exclusive,
       native: this.defaults.native,
     };
   }
