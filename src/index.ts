@@ -2,7 +2,6 @@
 // store of every call), Node streams over images, and the NBD server (node:net, node:tls).
 import './io/node-default.js';
 import { startNbdServer, type NbdServer, type NbdServerOptions } from './nbd/server/server.js';
-import { chainBlockStatus } from './engine/chain-status.js';
 
 export * from './core.js';
 export { NodeFileStore } from './io/node-file.js';
@@ -14,12 +13,12 @@ export type { NbdServer, ListenOn } from './nbd/server/server.js';
 export type { NbdExport, TlsSettings } from './nbd/server/exports.js';
 
 /** Options of serveNbd: where to listen, what to export, TLS, limits. */
-export type ServeNbdOptions = Omit<NbdServerOptions, 'chainStatus'>;
+export type ServeNbdOptions = NbdServerOptions;
 
 /**
  * Serve open images over NBD until `stop()`, as qemu-nbd does; the images stay open (close
  * them after stop()).
  */
 export function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
-  return startNbdServer({ ...options, chainStatus: chainBlockStatus });
+  return startNbdServer(options);
 }

@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 import { readFile, writeFile, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { UsageError } from '../base/errors.js';
-import { chainBlockStatus } from '../engine/chain-status.js';
 import type { BlockDevice } from '../engine/device.js';
 import { startNbdServer, type ListenOn } from '../nbd/server/server.js';
 import type { NbdExport, TlsSettings } from '../nbd/server/exports.js';
@@ -87,7 +86,7 @@ async function runServer(exports: NbdExport[], listen: ListenOn, tls: TlsSetting
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => { finish = resolve; });
   const server = await startNbdServer({
-    exports, listen, tls, chainStatus: chainBlockStatus, readOnly: Boolean(flags.readOnly), maxClients: shared,
+    exports, listen, tls, readOnly: Boolean(flags.readOnly), maxClients: shared,
     log: (line) => process.stderr.write(`qed: serve: ${line}\n`),
     onIdle: () => { if (!flags.persistent) finish(); },
   });

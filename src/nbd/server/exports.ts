@@ -1,16 +1,15 @@
 // What a server offers: named exports over block devices, and the settings every connection
 // shares. The block status walk through a backing chain is handed in (the engine's
 // chainBlockStatus), so this layer depends on engine types only.
-import type { ChainExtent } from '../../engine/chain-status.js';
 import type { BlockDevice } from '../../engine/device.js';
 
+/** One image a server offers, under a name clients ask for ('' is the default export). */
 export interface NbdExport {
   name: string;
-  description: string;
+  /** Shown by `nbdinfo --list` and NBD_INFO_DESCRIPTION (default: none). */
+  description?: string;
   device: BlockDevice;
 }
-
-export type ChainStatus = (device: BlockDevice, offset: number, length: number) => AsyncIterable<ChainExtent>;
 
 export interface TlsSettings {
   /** Secure context options for node:tls (key, cert, ca, PSK callback…). */
@@ -28,7 +27,6 @@ export interface ConnectionSettings {
   /** Advertise NBD_FLAG_CAN_MULTI_CONN (several clients share one device instance). */
   multiConn: boolean;
   tls: TlsSettings | null;
-  chainStatus: ChainStatus;
   log: (line: string) => void;
   /** Per connection: requests and payload/reply bytes in flight before we stop reading. */
   maxRequestsInFlight: number;

@@ -88,7 +88,7 @@ export async function negotiate(raw: Duplex, settings: ConnectionSettings): Prom
         return null;
       case NBD_OPT_LIST:
         if (length !== 0) { reply(encodeOptionError(option, NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data')); break; }
-        for (const e of settings.exports) reply(encodeServerEntry(option, NBD_REP_SERVER, e.name, e.description));
+        for (const e of settings.exports) reply(encodeServerEntry(option, NBD_REP_SERVER, e.name, e.description ?? ''));
         reply(encodeOptionReply(option, NBD_REP_ACK));
         break;
       case NBD_OPT_STARTTLS: {
@@ -109,7 +109,7 @@ export async function negotiate(raw: Duplex, settings: ConnectionSettings): Prom
         const sizes = chosen.device.capabilities.blockSizes;
         reply(encodeInfoExport(option, chosen.device.size, flags));
         if (parsed.value.infoRequests.includes(NBD_INFO_NAME)) reply(encodeInfoText(option, NBD_INFO_NAME, chosen.name));
-        if (parsed.value.infoRequests.includes(NBD_INFO_DESCRIPTION) && chosen.description !== '') {
+        if (parsed.value.infoRequests.includes(NBD_INFO_DESCRIPTION) && chosen.description) {
           reply(encodeInfoText(option, NBD_INFO_DESCRIPTION, chosen.description));
         }
         reply(encodeInfoBlockSize(option, sizes.minimum, sizes.preferred, sizes.maximum));

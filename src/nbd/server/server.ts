@@ -5,7 +5,8 @@
 // never closes them: their owner does, after stop().
 import { createServer, type Server, type Socket } from 'node:net';
 import { ConnectionClosed } from './byte-reader.js';
-import { type ChainStatus, type ConnectionSettings, type NbdExport, type TlsSettings } from './exports.js';
+import { type ConnectionSettings, type NbdExport, type TlsSettings } from './exports.js';
+import { UsageError } from '../../base/errors.js';
 import { negotiate } from './handshake.js';
 import { StopSignal, serveTransmission } from './transmission.js';
 
@@ -18,7 +19,6 @@ export type ListenOn =
 export interface NbdServerOptions {
   exports: NbdExport[];
   listen: ListenOn;
-  chainStatus: ChainStatus;
   readOnly?: boolean;
   /** Clients served at once (qemu-nbd -e); more are turned away. With more than one, multi-conn is advertised. */
   maxClients?: number;
@@ -41,14 +41,13 @@ export interface NbdServer {
 }
 
 export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
-  if (options.exports.length === 0) throw new Error('an NBD server needs at least one export');
+  if (options.exports.length === 0) throw new UsageError('an NBD server needs at least one export');
   const maxClients = options.maxClients ?? 1;
   const settings: ConnectionSettings = {
     exports: options.exports,
     readOnly: options.readOnly ?? options.exports.every((e) => e.device.readOnly),
     multiConn: maxClients > 1,
     tls: options.tls ?? null,
-    chainStatus: options.chainStatus,
     log: options.log ?? (() => undefined),
     maxRequestsInFlight: options.maxRequestsInFlight ?? 64,
     maxBytesInFlight: options.maxBytesInFlight ?? 128 * 1024 * 1024,

@@ -143,7 +143,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     }
     // Holes (zero clusters, unallocated everywhere) are answered without reading them.
     const runs: Array<{ start: number; length: number; hole: boolean }> = [];
-    for await (const e of settings.chainStatus(device, offset, length)) {
+    for await (const e of device.blockStatus(offset, length)) {
       const hole = e.zero && !e.data;
       const last = runs[runs.length - 1];
       if (last && last.hole === hole) last.length += e.length;
@@ -166,7 +166,7 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     for (const id of neg.contexts.keys()) perContext.set(id, []);
     const limit = onlyOne ? 1 : MAX_STATUS_DESCRIPTORS;
     let full = false;
-    for await (const e of settings.chainStatus(device, offset, length)) {
+    for await (const e of device.blockStatus(offset, length)) {
       for (const [id, name] of neg.contexts) {
         const status = name === CONTEXT_ALLOCATION_DEPTH ? (e.present ? e.depth + 1 : 0) : (e.data ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO);
         const list = perContext.get(id)!;
