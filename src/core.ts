@@ -5,7 +5,7 @@
 export {
   QedError, FormatError, UnsupportedError, IoError, UsageError, OutOfRangeError, ReadOnlyError, ChainError,
   LockedError, NeedsCheckError, ClosedError, ShutdownError, PoisonedError, FastZeroError, AbortError,
-  type ErrorCode,
+  type ErrorCode, type ErrorDetails,
 } from './base/errors.js';
 export type { BlockFile, FileStore, OpenMode, OpenFileOptions } from './io/block-file.js';
 export { setDefaultFileStore } from './io/default-store.js';

@@ -4,12 +4,12 @@ import './io/node-default.js';
 import { startNbdServer, type NbdServer, type NbdServerOptions } from './nbd/server/server.js';
 
 export * from './core.js';
-export { NodeFileStore } from './io/node-file.js';
+export { NodeFileStore, type NodeOpenOptions } from './io/node-file.js';
 export {
-  createReadStream, createWriteStream, writeImageFromStream, ImageWriteStream,
+  createReadStream, createWriteStream, writeImageFromStream, type ImageWriteStream,
   type ReadStreamOptions, type ImageReadStream, type SparseChunk, type WriteStreamOptions,
 } from './api/streams.js';
-export type { NbdServer, ListenOn } from './nbd/server/server.js';
+export type { NbdServer, ListenOn, NbdServerOptions } from './nbd/server/server.js';
 export type { NbdExport, TlsSettings } from './nbd/server/exports.js';
 
 /** Options of serveNbd: where to listen, what to export, TLS, limits. */

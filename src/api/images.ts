@@ -15,6 +15,7 @@ import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optio
  */
 export type Image = BlockDevice;
 
+/** Options of openImage. */
 export interface OpenImageOptions {
   /** Open for reading only; writes fail with ReadOnlyError. Default false. */
   readOnly?: boolean;
@@ -85,6 +86,7 @@ export function backingPolicyOf(value: unknown): BackingPolicy | undefined {
   throw new UsageError("backingPolicy must be { follow: 'any' }, { follow: 'none' } or { follow: 'under', root: DIR }");
 }
 
+/** Options of createImage. */
 export interface CreateImageOptions {
   /** 'qed' (default) or 'raw'. */
   format?: ImageFormat;

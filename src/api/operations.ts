@@ -46,6 +46,7 @@ function control(o: Partial<LongOperationOptions>, what: string): { signal?: Abo
 }
 
 
+/** Options of convert. */
 export interface ConvertOptions extends LongOperationOptions {
   sourceFormat?: ImageFormat;
   /** Default 'raw', as qemu-img. */
@@ -96,6 +97,7 @@ function positive(value: number | undefined, what: string): number | undefined {
   return value;
 }
 
+/** Options of check. */
 export interface CheckOptions extends Omit<LongOperationOptions, 'backingPolicy'> {
   /** Repair: 'leaks' reclaims leaked clusters, 'all' also fixes corruptions. Default 'none'. */
   repair?: RepairMode;
@@ -124,6 +126,7 @@ export function check(path: string, options?: CheckOptions): Promise<CheckResult
   });
 }
 
+/** Options of info. */
 export interface InfoOptions {
   format?: ImageFormat;
   /** Describe every image of the backing chain (qemu-img info --backing-chain). */
@@ -144,6 +147,7 @@ export function info(path: string, options?: InfoOptions): Promise<ImageInfo[]> 
   });
 }
 
+/** Options of map. */
 export interface MapOptions {
   /** Guest offset to start at (default 0). */
   start?: number;
@@ -184,6 +188,7 @@ export async function* map(path: string, options?: MapOptions): AsyncGenerator<C
   }
 }
 
+/** Options of compare. */
 export interface CompareOptions extends LongOperationOptions {
   formatA?: ImageFormat;
   formatB?: ImageFormat;
@@ -210,6 +215,7 @@ export function compare(a: string, b: string, options?: CompareOptions): Promise
   });
 }
 
+/** Options of commit. */
 export interface CommitOptions extends LongOperationOptions {
   format?: ImageFormat;
   /** Keep the overlay's data instead of emptying it (qemu-img commit -d). */
@@ -231,6 +237,7 @@ export function commit(path: string, options?: CommitOptions): Promise<void> {
   });
 }
 
+/** Options of rebase. */
 export interface RebaseOptions extends LongOperationOptions {
   format?: ImageFormat;
   backingFormat?: ImageFormat;
@@ -253,6 +260,7 @@ export function rebase(path: string, newBacking: string, options?: RebaseOptions
   });
 }
 
+/** Options of resize. */
 export interface ResizeOptions {
   format?: ImageFormat;
   /** Allow making a raw image smaller (QED images cannot shrink). */
@@ -270,6 +278,7 @@ export function resize(path: string, size: number, options?: ResizeOptions): Pro
   });
 }
 
+/** Options of measure: give `size` or `source`. */
 export interface MeasureOptions extends LongOperationOptions {
   /** Measure a new empty image of this size… */
   size?: number;
@@ -298,6 +307,7 @@ export async function measure(options: MeasureOptions): Promise<Measurement> {
   return o.source === undefined ? job() : guarded(o.source, 'source', job);
 }
 
+/** Options of amend. */
 export interface AmendOptions {
   /** The new backing file name ('' is refused: use rebase with '' to drop it). */
   backingFile?: string;

@@ -24,6 +24,7 @@ export interface SparseChunk {
   data: Buffer | null;
 }
 
+/** Options of createReadStream. */
 export interface ReadStreamOptions {
   /** First guest byte (default 0). */
   start?: number;
@@ -134,6 +135,7 @@ async function* bytesOf(chunks: AsyncIterable<SparseChunk>): AsyncGenerator<Buff
   for await (const chunk of chunks) yield chunk.data ?? Buffer.alloc(chunk.length);
 }
 
+/** Options of createWriteStream and writeImageFromStream. */
 export interface WriteStreamOptions extends Omit<CreateImageOptions, 'size'> {
   /** Guest size. Without it the image grows as the stream goes (slower: each growth waits for the writes in flight). */
   size?: number;
@@ -154,10 +156,13 @@ export interface WriteStreamOptions extends Omit<CreateImageOptions, 'size'> {
  * store can remove files). `finish` means the image is complete, flushed and closed.
  */
 export function createWriteStream(path: string, options?: WriteStreamOptions): ImageWriteStream {
-  return new ImageWriteStream(path, options);
+  return new ImageWriter(path, options);
 }
 
-export class ImageWriteStream extends Writable {
+/** A Writable that builds an image; `result` is set once it finished. */
+export type ImageWriteStream = Writable & { readonly path: string; readonly result: CreatedImage | null };
+
+class ImageWriter extends Writable {
   private image: BlockDevice | null = null;
   private created = false;
   private received = 0;

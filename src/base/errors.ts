@@ -2,6 +2,7 @@
 // at which offset, so that a front end can print one line and map it to an exit code or an
 // NBD errno in exactly one place.
 
+/** Stable codes, one per error class: test `err.code` rather than messages. */
 export type ErrorCode =
   | 'FORMAT'       // the bytes on disk break the QED rules
   | 'UNSUPPORTED'  // valid, but something we deliberately do not do
@@ -18,6 +19,7 @@ export type ErrorCode =
   | 'FAST_ZERO'    // a fast zero was asked for and the range cannot be zeroed cheaply (NBD: ENOTSUP)
   | 'ABORTED';     // the caller's AbortSignal fired
 
+/** What an error may say besides its message; every field is optional. */
 export interface ErrorDetails {
   /** The file the failure concerns. */
   path?: string;

@@ -46,11 +46,13 @@ export interface DeviceDescription {
   chainDepth: number;
 }
 
+/** Options of one write. */
 export interface WriteOptions {
   /** Durable when the request resolves (NBD_CMD_FLAG_FUA); emulated with a flush where not native. */
   fua?: boolean;
 }
 
+/** Options of one write-zeroes request. */
 export interface WriteZeroesOptions extends WriteOptions {
   /** Deallocation is permitted (qemu-io `write -z -u`); it is never required, so it changes nothing here. */
   mayUnmap?: boolean;
@@ -73,6 +75,7 @@ export interface BlockSizes {
   maximum: number;
 }
 
+/** What a device can do, as an NBD server advertises it. */
 export interface DeviceCapabilities {
   readonly writable: boolean;
   /** FUA costs no more than the write (otherwise a whole-device flush follows the write). */
@@ -86,6 +89,10 @@ export interface DeviceCapabilities {
   readonly blockSizes: BlockSizes;
 }
 
+/**
+ * An open image (QED or raw, with its backing chain). Every method may be called by many
+ * callers at once; requests that overlap are ordered, the rest run in parallel.
+ */
 export interface BlockDevice {
   readonly path: string;
   readonly format: ImageFormat;
@@ -98,12 +105,15 @@ export interface BlockDevice {
 
   /** Fill buf with the guest bytes at offset. */
   read(buf: Uint8Array, offset: number): Promise<void>;
+  /** Write buf at offset; durable after the next flush (or at once with `fua`). */
   write(buf: Uint8Array, offset: number, options?: WriteOptions): Promise<void>;
+  /** Make [offset, offset+length) read as zeros, cheaply where the format allows (zero clusters). */
   writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void>;
   /** Advisory: content after discard is unchanged (QEMU's QED ignores discard too). */
   discard(offset: number, length: number): Promise<void>;
   /** Make every completed write durable. */
   flush(): Promise<void>;
+  /** Change the guest size (QED: grow only, within its L1 capacity). */
   resize(newSize: number): Promise<void>;
   /** This layer's own view of [offset, offset+length): data, zero or unallocated runs, split at table boundaries. */
   layerStatus(offset: number, length: number): Promise<LayerExtent[]>;

@@ -1,6 +1,7 @@
 // Time and turns, injected: the engine never calls a runtime's timer API directly, so it runs
 // wherever its BlockFile runs (Node, a browser, a worker) and tests can drive time themselves.
 
+/** Timers and turns of the event loop, injectable so that tests can drive time. */
 export interface Scheduler {
   /** Run `fn` once after `ms`; returns a cancel function. Must not keep a process alive by itself. */
   delay(fn: () => void, ms: number): () => void;

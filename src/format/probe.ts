@@ -4,6 +4,7 @@
 import { u32le } from '../base/bytes.js';
 import { QED_MAGIC } from './constants.js';
 
+/** The formats this library reads and writes. */
 export type ImageFormat = 'qed' | 'raw';
 
 export function probeFormat(firstBytes: Uint8Array): ImageFormat {

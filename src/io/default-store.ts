@@ -6,6 +6,7 @@ import type { FileStore } from './block-file.js';
 
 let installed: FileStore | null = null;
 
+/** The store every call uses when its options name none (on Node: local files); null removes it. */
 export function setDefaultFileStore(store: FileStore | null): void {
   installed = store;
 }

@@ -102,7 +102,12 @@ export class MemoryFile implements BlockFile {
 }
 
 /** A FileStore of memory files keyed by normalised path; backing names resolve like POSIX paths. */
+/**
+ * Files held in memory: for tests, for a browser, or for images that never touch a disk.
+ * Paths are plain strings; backing names resolve like POSIX paths.
+ */
 export class MemoryStore implements FileStore {
+  /** @internal */
   readonly files = new Map<string, MemoryFile>();
   /**
    * Off by default: a process's locks die with it, but a memory file outlives the devices a
@@ -112,11 +117,13 @@ export class MemoryStore implements FileStore {
 
   constructor(options: { locking?: boolean } = {}) { this.locking = options.locking ?? false; }
 
+  /** @internal Put a file in place (tests build hostile images this way). */
   add(path: string, file: MemoryFile = new MemoryFile(path)): MemoryFile {
     this.files.set(normalise(path), file);
     return file;
   }
 
+  /** Open a file of this store (see FileStore.open). */
   async open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
     if (options.forceShare && mode !== 'read-only') {
       throw new UsageError('force-share can only be used with read-only images', { path });

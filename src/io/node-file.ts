@@ -10,8 +10,9 @@ import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
 import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
+/** Options of local files; `native` is for tests. */
 export interface NodeOpenOptions extends OpenFileOptions {
-  /** The native addon to lock and size with (tests pass one that failed to load). */
+  /** @internal The native addon to lock and size with (tests pass one that failed to load). */
   native?: NativeLoad;
 }
 
@@ -224,6 +225,7 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
 export class NodeFileStore implements FileStore {
   /** `defaults` apply where an open leaves an option unset. */
   constructor(private readonly defaults: NodeOpenOptions = {}) {}
+  /** Open a local file (see FileStore.open). */
   open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
     return NodeFile.open(path, mode, this.withDefaults(options));
   }

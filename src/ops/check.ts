@@ -11,8 +11,10 @@ import type { ImageFormat } from '../format/probe.js';
 import { checkImage, type CheckResult } from '../check/check.js';
 import { probeFile, readHeader } from '../engine/open.js';
 
+/** What check repairs: nothing, leaked clusters, or leaks and corruptions. */
 export type RepairMode = 'none' | 'leaks' | 'all';
 
+/** What a check found, with the counts qemu-img check prints. */
 export interface CheckReport extends CheckResult {
   filename: string;
   format: ImageFormat;

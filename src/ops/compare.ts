@@ -11,6 +11,7 @@ import { openDevice } from './open.js';
 import type { BackingPolicy } from '../engine/open.js';
 import { isAllZero, sameBytes } from './zero-detect.js';
 
+/** Identical, or where the first difference is (offset: the first differing sector's byte offset). */
 export type CompareResult =
   | { kind: 'identical'; sizeMismatch: boolean }
   | { kind: 'content-mismatch'; offset: number; sizeMismatch: boolean }

@@ -27,7 +27,15 @@ export interface CreateImageOptions {
   store?: FileStore;
 }
 
-export interface CreatedImage { path: string; format: ImageFormat; size: number; backingFormat?: ImageFormat }
+/** The image createImage made. */
+export interface CreatedImage {
+  path: string;
+  format: ImageFormat;
+  /** Guest size in bytes (QED sizes are whole sectors). */
+  size: number;
+  /** The backing file's format as recorded, if any. */
+  backingFormat?: ImageFormat;
+}
 
 export async function createImage(path: string, options: CreateImageOptions): Promise<CreatedImage> {
   try {

@@ -29,7 +29,13 @@ export interface MeasureOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface Measurement { required: number; 'fully-allocated': number }
+/** Bytes a converted image needs (qemu-img measure's keys). */
+export interface Measurement {
+  /** The file size right after conversion. */
+  required: number;
+  /** The file size once every cluster is written. */
+  'fully-allocated': number;
+}
 
 const WINDOW = 256 * 1024 * 1024;
 const READ_PIECE = 1024 * 1024;

@@ -11,6 +11,7 @@ export interface NbdExport {
   device: BlockDevice;
 }
 
+/** TLS for an NBD server (qemu-nbd --tls-creds): certificates, optionally PSK. */
 export interface TlsSettings {
   /** Secure context options for node:tls (key, cert, ca, PSK callback…). */
   context: import('node:tls').SecureContextOptions;

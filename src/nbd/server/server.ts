@@ -10,12 +10,14 @@ import { UsageError } from '../../base/errors.js';
 import { negotiate } from './handshake.js';
 import { StopSignal, serveTransmission } from './transmission.js';
 
+/** Where an NBD server listens. */
 export type ListenOn =
   | { kind: 'unix'; path: string }
   | { kind: 'tcp'; host: string; port: number }
   /** An already listening socket handed over by the service manager (socket activation). */
   | { kind: 'fd'; fd: number };
 
+/** What to serve, where, and with which limits (qemu-nbd's options where they overlap). */
 export interface NbdServerOptions {
   exports: NbdExport[];
   listen: ListenOn;
@@ -23,6 +25,7 @@ export interface NbdServerOptions {
   /** Clients served at once (qemu-nbd -e); more are turned away. With more than one, multi-conn is advertised. */
   maxClients?: number;
   tls?: TlsSettings | null;
+  /** Where the server reports failed requests and connections (default: nowhere). */
   log?: (line: string) => void;
   maxRequestsInFlight?: number;
   maxBytesInFlight?: number;
@@ -31,6 +34,7 @@ export interface NbdServerOptions {
   onIdle?: () => void;
 }
 
+/** A running NBD server. */
 export interface NbdServer {
   /** Where it listens, for people: "unix:/path" or "127.0.0.1:10809". */
   readonly address: string;
