@@ -6,6 +6,7 @@ import type { BlockDevice } from '../engine/device.js';
 import type { BackingPolicy } from '../engine/open.js';
 import { createImage as createImageOp, type CreatedImage } from '../ops/create.js';
 import { openDevice } from '../ops/open.js';
+import { track } from './open-images.js';
 import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, optionsObject, requirePath } from './validate.js';
 
 /**
@@ -73,7 +74,7 @@ async function openValidated(path: string, options: OpenImageOptions | undefined
     signal,
     onRepairProgress: optionalFunction(o.onRepairProgress, 'onRepairProgress'),
   });
-  return device;
+  return track(device);
 }
 
 export function backingPolicyOf(value: unknown): BackingPolicy | undefined {
