@@ -1,170 +1,410 @@
-// The qemu-io style command language of `qed io -c '...'`: read, write, discard, flush, map,
-// truncate, length. Output matches qemu-io's lines so scripts can parse either.
-import { QedError, UsageError } from '../base/errors.js';
+// The qemu-io command language on an open device: read, readv, write, writev, aio_read,
+// aio_write, alloc, discard, flush, map, truncate, length. Lines, messages and the stream
+// each goes to are qemu-io 7.2's, so scripts (and QEMU's own iotests) can parse either tool.
+// The session (io-session.ts) owns opening, closing, aio_flush and the command loop.
+import { QedError } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
-import { cvtstr, parseSize } from './sizes.js';
+import { hexdump, stats } from './io-report.js';
+import { cvtstr } from './sizes.js';
+import { strerror } from './strerror.js';
 
-export interface IoOutput { out(text: string): void; err(text: string): void }
+export interface IoOutput {
+  out(text: string): void;
+  /** A raw line on stderr, as qemu-io's fprintf(stderr, ...). */
+  err(text: string): void;
+  /** "<program>: text" on stderr, as QEMU's error_report. */
+  report(text: string): void;
+}
 
-interface Parsed { flags: Map<string, string | true>; args: string[] }
+/** What a command may touch: the device and the set of aio requests still in flight. */
+export interface IoContext extends IoOutput {
+  device: BlockDevice;
+  startAio(request: Promise<void>): void;
+}
 
-/** getopt over one command's words; `withValue` lists the flags that take an argument. */
-function getopt(words: string[], known: string, withValue: string): Parsed {
-  const flags = new Map<string, string | true>();
+/** A command's outcome: qemu-io's negative return, which makes the exit code 1. */
+export type Outcome = 'ok' | 'failed';
+
+export interface IoCommand {
+  name: string;
+  altname?: string;
+  argmin: number;
+  /** -1: any number. */
+  argmax: number;
+  /** Needs write permission (qemu-io's BLK_PERM_WRITE). */
+  writes?: boolean;
+  run(ctx: IoContext, args: string[]): Promise<Outcome>;
+}
+
+/** qemu-io's BDRV_REQUEST_MAX_BYTES. */
+const REQUEST_MAX_BYTES = 2 ** 31 - 512;
+
+/** Thrown for a bad argument after its message is printed: the command fails with no more output. */
+class Refused extends Error {}
+
+interface Parsed { flags: Map<string, string>; args: string[] }
+
+/** POSIX getopt over one command's words: `spec` as getopt's ("P:qv"); stops at the first operand. */
+function getopt(ctx: IoContext, command: Spec, words: string[], spec: string): Parsed {
+  const flags = new Map<string, string>();
   let i = 0;
   for (; i < words.length; i++) {
     const w = words[i]!;
     if (w === '--') { i++; break; }
-    if (!w.startsWith('-') || w.length < 2 || /^-\d/.test(w)) break;
+    if (!w.startsWith('-') || w === '-') break;
     for (let k = 1; k < w.length; k++) {
       const flag = w[k]!;
-      if (!known.includes(flag)) throw new UsageError(`invalid option -- '${flag}'`);
-      if (withValue.includes(flag)) {
+      const at = spec.indexOf(flag);
+      if (flag === ':' || at < 0) {
+        ctx.err(`${command.name}: invalid option -- '${flag}'\n`);
+        usage(ctx, command);
+      }
+      if (spec[at + 1] === ':') {
         const rest = w.slice(k + 1);
         const value = rest !== '' ? rest : words[++i];
-        if (value === undefined) throw new UsageError(`option requires an argument -- '${flag}'`);
+        if (value === undefined) {
+          ctx.err(`${command.name}: option requires an argument -- '${flag}'\n`);
+          usage(ctx, command);
+        }
         flags.set(flag, value);
         break;
       }
-      flags.set(flag, true);
+      flags.set(flag, '');
     }
   }
   return { flags, args: words.slice(i) };
 }
 
-function parsePattern(text: string): number {
-  const value = Number(text.startsWith('0x') || text.startsWith('0X') ? parseInt(text, 16) : parseInt(text, 10));
-  if (!Number.isInteger(value) || value < 0 || value > 255 || !/^(0x[0-9a-f]+|\d+)$/i.test(text)) {
-    throw new UsageError(`invalid pattern '${text}': a byte value such as 0xab`);
+function usage(ctx: IoContext, command: { name: string; usage: string }): never {
+  ctx.out(`${command.name} ${command.usage}\n`);
+  throw new Refused();
+}
+
+/** qemu-io's cvtnum: a size with an optional suffix, printed as qemu-io does when it is not one. */
+function number(ctx: IoContext, text: string): number {
+  const m = /^\s*(\d+(?:\.\d*)?|0x[0-9a-f]+)\s*([bkmgtpe]?)$/i.exec(text);
+  if (!m || (m[1]!.includes('.') && m[2] === '')) {
+    ctx.out(`Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- ${text}\n`);
+    throw new Refused();
+  }
+  const units = 'bkmgtpe';
+  const scale = m[2] === '' ? 1 : 2 ** (10 * Math.max(0, units.indexOf(m[2]!.toLowerCase())));
+  const value = (m[1]!.toLowerCase().startsWith('0x') ? parseInt(m[1]!, 16) : parseFloat(m[1]!)) * scale;
+  if (!Number.isSafeInteger(Math.floor(value)) || value >= 2 ** 63) {
+    ctx.out(`Parsing error: argument too large -- ${text}\n`);
+    throw new Refused();
+  }
+  return Math.floor(value);
+}
+
+function pattern(ctx: IoContext, text: string): number {
+  const value = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text, 16) : /^0[0-7]*$/.test(text) ? parseInt(text, 8) : /^\d+$/.test(text) ? parseInt(text, 10) : NaN;
+  if (!(value >= 0 && value <= 255)) {
+    ctx.out(`${text} is not a valid pattern byte\n`);
+    throw new Refused();
   }
   return value;
 }
 
-function needArgs(command: string, args: string[], count: number): void {
-  if (args.length !== count) throw new UsageError(`bad argument count ${args.length} to ${command}, expected ${count} arguments`);
-}
-
-function stats(bytes: number, ops: number, seconds: number): string {
-  const t = Math.max(seconds, 1e-9);
-  const whole = Math.floor(seconds);
-  const time = whole >= 60
-    ? `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, '0')}.${String(Math.floor((seconds % 1) * 100)).padStart(2, '0')}`
-    : `${String(whole).padStart(2, '0')}.${String(Math.floor((seconds % 1) * 100)).padStart(2, '0')}`;
-  return `${cvtstr(bytes)}, ${ops} ops; ${time} sec (${cvtstr(bytes / t)}/sec and ${(ops / t).toFixed(4)} ops/sec)\n`;
-}
-
-/** The OFF LEN pair every transfer command takes. */
-function offsetAndLength(command: string, args: string[]): { offset: number; length: number } {
-  needArgs(command, args, 2);
-  return { offset: parseSize(args[0]!, 'offset'), length: parseSize(args[1]!, 'length') };
-}
-
-/** qemu-io's two lines after a transfer: "<verb> N/N bytes at offset O" and the rate. */
-function reportTransfer(io: IoOutput, verb: string, length: number, offset: number, seconds: number): void {
-  io.out(`${verb} ${length}/${length} bytes at offset ${offset}\n`);
-  io.out(stats(length, 1, seconds));
-}
-
-function hexdump(buf: Uint8Array, offset: number): string {
-  let text = '';
-  for (let i = 0; i < buf.length; i += 16) {
-    const row = buf.subarray(i, i + 16);
-    const bytes = [...row].map((b) => b.toString(16).padStart(2, '0') + ' ').join('');
-    // qemu-io's print_buffer shows isalnum() characters only.
-    const ascii = [...row].map((b) => (isAlnum(b) ? String.fromCharCode(b) : '.')).join('');
-    text += `${(offset + i).toString(16).padStart(8, '0')}:  ${bytes} ${ascii}\n`;
+function requestLength(ctx: IoContext, text: string): number {
+  const length = number(ctx, text);
+  if (length > REQUEST_MAX_BYTES) {
+    ctx.out(`length cannot exceed ${REQUEST_MAX_BYTES}, given ${text}\n`);
+    throw new Refused();
   }
-  return text;
+  return length;
 }
 
-function isAlnum(b: number): boolean {
-  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
-}
-
-/** Run one command line; resolves true on success, false after printing why it failed. */
-export async function runIoCommand(device: BlockDevice, line: string, io: IoOutput): Promise<boolean> {
-  const words = line.trim().split(/\s+/).filter((w) => w !== '');
-  const name = words.shift();
-  if (name === undefined) return true;
-  try {
-    switch (name) {
-      case 'read': return await read(device, words, io);
-      case 'write': return await write(device, words, io);
-      case 'discard': return await discard(device, words, io);
-      case 'flush': needArgs('flush', words, 0); await device.flush(); return true;
-      case 'truncate': needArgs('truncate', words, 1); await device.resize(parseSize(words[0]!)); return true;
-      case 'length': needArgs('length', words, 0); io.out(`${cvtstr(device.size)}\n`); return true;
-      case 'map': needArgs('map', words, 0); await map(device, io); return true;
-      default: throw new UsageError(`command "${name}" not found`);
+/** The LEN [LEN ...] of the vectored commands, as one buffer: qemu-io checks each and the sum. */
+function vectorLength(ctx: IoContext, texts: string[]): number {
+  let total = 0;
+  for (const text of texts) {
+    const length = number(ctx, text);
+    if (length > REQUEST_MAX_BYTES) {
+      ctx.out(`Argument '${text}' exceeds maximum size ${REQUEST_MAX_BYTES}\n`);
+      throw new Refused();
     }
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    io.err(err instanceof QedError && err.code === 'USAGE' ? `${name}: ${message}\n` : `${name} failed: ${message}\n`);
-    return false;
+    if (total > REQUEST_MAX_BYTES - length) {
+      ctx.out(`The total number of bytes exceed the maximum size ${REQUEST_MAX_BYTES}\n`);
+      throw new Refused();
+    }
+    total += length;
   }
+  return total;
 }
 
-async function read(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
-  const { flags, args } = getopt(words, 'Pvq', 'P');
-  const { offset, length } = offsetAndLength('read', args);
+function report(ctx: IoContext, verb: string, offset: number, length: number, seconds: number, parsable: boolean): void {
+  ctx.out(stats(verb, offset, length, seconds, parsable));
+}
+
+async function timed(job: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await job();
+  return (performance.now() - started) / 1000;
+}
+
+/** The part of `buf` that does not hold `byte`: whether [start, start+length) is all that byte. */
+function matches(buf: Uint8Array, byte: number, start: number, length: number): boolean {
+  for (let i = start; i < start + length; i++) if (buf[i] !== byte) return false;
+  return true;
+}
+
+type Spec = Omit<IoCommand, 'run'> & { usage: string };
+
+function defineCommand(c: Spec, body: (ctx: IoContext, words: string[], self: Spec) => Promise<Outcome>): IoCommand {
+  return {
+    ...c,
+    run: async (ctx, words) => {
+      try {
+        return await body(ctx, words, c);
+      } catch (err) {
+        if (err instanceof Refused) return 'failed';
+        throw err;
+      }
+    },
+  };
+}
+
+const read = defineCommand({ name: 'read', altname: 'r', argmin: 2, argmax: -1, usage: '[-abCqv] [-P pattern [-s off] [-l len]] off len' }, async (ctx, words, self) => {
+  // -p is accepted and ignored, as by qemu-io 7.2 (it once chose pread over bdrv_read).
+  const { flags, args } = getopt(ctx, self, words, 'bCl:pP:qs:v');
+  if (args.length !== 2) usage(ctx, self);
+  if (flags.has('b')) {
+    ctx.out('not supported: -b (the VM state area: QED images have none)\n');
+    return 'failed';
+  }
+  const offset = number(ctx, args[0]!);
+  const length = requestLength(ctx, args[1]!);
+  const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
+  const patternOffset = flags.has('s') ? number(ctx, flags.get('s')!) : 0;
+  if (patternByte === undefined && (flags.has('s') || flags.has('l'))) usage(ctx, self);
+  const patternLength = flags.has('l') ? number(ctx, flags.get('l')!) : length - patternOffset;
+  if (patternLength < 0 || patternOffset + patternLength > length) {
+    ctx.out('pattern verification range exceeds end of read data\n');
+    return 'failed';
+  }
+  const buf = new Uint8Array(length);
+  let seconds: number;
+  try {
+    seconds = await timed(() => ctx.device.read(buf, offset));
+  } catch (err) {
+    ctx.out(`read failed: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  let outcome: Outcome = 'ok';
+  if (patternByte !== undefined && !matches(buf, patternByte, patternOffset, patternLength)) {
+    ctx.out(`Pattern verification failed at offset ${offset + patternOffset}, ${patternLength} bytes\n`);
+    outcome = 'failed';
+  }
+  if (flags.has('q')) return outcome;
+  if (flags.has('v')) ctx.out(hexdump(buf, offset));
+  report(ctx, 'read', offset, length, seconds, flags.has('C'));
+  return outcome;
+});
+
+const readv = defineCommand({ name: 'readv', argmin: 2, argmax: -1, usage: '[-Cqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'CP:qv');
+  if (args.length < 2) usage(ctx, self);
+  const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
+  const offset = number(ctx, args[0]!);
+  const length = vectorLength(ctx, args.slice(1));
+  const buf = new Uint8Array(length);
+  let seconds: number;
+  try {
+    seconds = await timed(() => ctx.device.read(buf, offset));
+  } catch (err) {
+    ctx.out(`readv failed: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  let outcome: Outcome = 'ok';
+  if (patternByte !== undefined && !matches(buf, patternByte, 0, length)) {
+    ctx.out(`Pattern verification failed at offset ${offset}, ${length} bytes\n`);
+    outcome = 'failed';
+  }
+  if (flags.has('q')) return outcome;
+  if (flags.has('v')) ctx.out(hexdump(buf, offset));
+  report(ctx, 'read', offset, length, seconds, flags.has('C'));
+  return outcome;
+});
+
+const write = defineCommand({ name: 'write', altname: 'w', argmin: 2, argmax: -1, writes: true, usage: '[-bcCfnquz] [-P pattern | -s source_file] off len' }, async (ctx, words, self) => {
+  // -p is accepted and ignored, as by qemu-io 7.2.
+  const { flags, args } = getopt(ctx, self, words, 'bcCfnpP:qs:uz');
+  if (args.length !== 2) usage(ctx, self);
+  const zero = flags.has('z');
+  if (flags.has('b') && zero) return refuse(ctx, '-b and -z cannot be specified at the same time');
+  if (flags.has('f') && (flags.has('b') || flags.has('c'))) return refuse(ctx, '-f and -b or -c cannot be specified at the same time');
+  if (flags.has('n') && !zero) return refuse(ctx, '-n requires -z to be specified');
+  if (flags.has('u') && !zero) return refuse(ctx, '-u requires -z to be specified');
+  if (Number(zero) + Number(flags.has('P')) + Number(flags.has('s')) > 1) return refuse(ctx, 'Only one of -z, -P, and -s can be specified at the same time');
+  for (const [flag, what] of [['b', 'the VM state area: QED images have none'], ['c', 'compressed writes: QED has none'], ['n', 'writes that may not fall back to writing zeros'], ['s', 'writing from a file']] as const) {
+    if (flags.has(flag)) return refuse(ctx, `not supported: -${flag} (${what})`);
+  }
+  const offset = number(ctx, args[0]!);
+  const length = requestLength(ctx, args[1]!);
+  const fill = flags.has('P') ? pattern(ctx, flags.get('P')!) : 0xcd;
+  let seconds: number;
+  try {
+    seconds = await timed(() => (zero
+      ? ctx.device.writeZeroes(offset, length, { mayUnmap: flags.has('u'), fua: flags.has('f') })
+      : ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') })));
+  } catch (err) {
+    ctx.out(`write failed: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  if (!flags.has('q')) report(ctx, 'wrote', offset, length, seconds, flags.has('C'));
+  return 'ok';
+});
+
+function refuse(ctx: IoContext, message: string): Outcome {
+  ctx.out(`${message}\n`);
+  return 'failed';
+}
+
+const writev = defineCommand({ name: 'writev', argmin: 2, argmax: -1, writes: true, usage: '[-Cfq] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'CfqP:');
+  if (args.length < 2) usage(ctx, self);
+  const fill = flags.has('P') ? pattern(ctx, flags.get('P')!) : 0xcd;
+  const offset = number(ctx, args[0]!);
+  const length = vectorLength(ctx, args.slice(1));
+  let seconds: number;
+  try {
+    seconds = await timed(() => ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') }));
+  } catch (err) {
+    ctx.out(`writev failed: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  if (!flags.has('q')) report(ctx, 'wrote', offset, length, seconds, flags.has('C'));
+  return 'ok';
+});
+
+// The aio commands return as soon as the request is issued; its lines are printed when it
+// completes, and aio_flush (or the end of the session) waits for all of them. As in qemu-io,
+// a failure or a pattern mismatch then does not change the exit code.
+const aioRead = defineCommand({ name: 'aio_read', argmin: 2, argmax: -1, usage: '[-Ciqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'CP:iqv');
+  const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
+  if (flags.has('i')) return refuse(ctx, 'not supported: -i (invalid requests for the statistics we do not keep)');
+  if (args.length < 2) usage(ctx, self);
+  const offset = number(ctx, args[0]!);
+  const length = vectorLength(ctx, args.slice(1));
   const buf = new Uint8Array(length);
   const started = performance.now();
-  await device.read(buf, offset);
-  const seconds = (performance.now() - started) / 1000;
-  let ok = true;
-  if (flags.has('P')) {
-    const pattern = parsePattern(flags.get('P') as string);
-    const bad = buf.findIndex((b) => b !== pattern);
-    if (bad >= 0) {
-      io.out(`Pattern verification failed at offset ${offset}, ${length} bytes\n`);
-      io.err(`read: first mismatch at offset ${offset + bad}: expected 0x${pattern.toString(16)}, found 0x${buf[bad]!.toString(16)}\n`);
-      ok = false;
+  ctx.startAio(ctx.device.read(buf, offset).then(() => {
+    if (patternByte !== undefined && !matches(buf, patternByte, 0, length)) {
+      ctx.out(`Pattern verification failed at offset ${offset}, ${length} bytes\n`);
     }
-  }
-  if (flags.has('q')) return ok;
-  if (flags.has('v')) io.out(hexdump(buf, offset));
-  reportTransfer(io, 'read', length, offset, seconds);
-  return ok;
-}
+    if (flags.has('q')) return;
+    if (flags.has('v')) ctx.out(hexdump(buf, offset));
+    report(ctx, 'read', offset, length, (performance.now() - started) / 1000, flags.has('C'));
+  }, (err: unknown) => { ctx.out(`readv failed: ${strerror(err)}\n`); }));
+  return 'ok';
+});
 
-async function write(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
-  const { flags, args } = getopt(words, 'Pzufq', 'P');
-  const { offset, length } = offsetAndLength('write', args);
-  if (flags.has('u') && !flags.has('z')) throw new UsageError('-u requires -z to be specified');
-  if (flags.has('z') && flags.has('P')) throw new UsageError('-z and -P cannot be specified at the same time');
+const aioWrite = defineCommand({ name: 'aio_write', argmin: 2, argmax: -1, writes: true, usage: '[-Cfiquz] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'CfiqP:uz');
+  const fill = flags.has('P') ? pattern(ctx, flags.get('P')!) : 0xcd;
+  if (flags.has('i')) return refuse(ctx, 'not supported: -i (invalid requests for the statistics we do not keep)');
+  if (args.length < 2) usage(ctx, self);
+  const zero = flags.has('z');
+  if (zero && args.length !== 2) return refuse(ctx, '-z supports only a single length parameter');
+  if (flags.has('u') && !zero) return refuse(ctx, '-u requires -z to be specified');
+  const offset = number(ctx, args[0]!);
+  const length = zero ? number(ctx, args[1]!) : vectorLength(ctx, args.slice(1));
   const started = performance.now();
-  if (flags.has('z')) {
-    await device.writeZeroes(offset, length, { mayUnmap: flags.has('u'), fua: flags.has('f') });
-  } else {
-    const pattern = flags.has('P') ? parsePattern(flags.get('P') as string) : 0xcd;
-    await device.write(new Uint8Array(length).fill(pattern), offset, { fua: flags.has('f') });
+  const request = zero
+    ? ctx.device.writeZeroes(offset, length, { mayUnmap: flags.has('u'), fua: flags.has('f') })
+    : ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') });
+  ctx.startAio(request.then(() => {
+    if (!flags.has('q')) report(ctx, 'wrote', offset, length, (performance.now() - started) / 1000, flags.has('C'));
+  }, (err: unknown) => { ctx.out(`aio_write failed: ${strerror(err)}\n`); }));
+  return 'ok';
+});
+
+const discard = defineCommand({ name: 'discard', altname: 'd', argmin: 2, argmax: -1, writes: true, usage: '[-Cq] off len' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'Cq');
+  if (args.length !== 2) usage(ctx, self);
+  const offset = number(ctx, args[0]!);
+  const length = requestLength(ctx, args[1]!);
+  let seconds: number;
+  try {
+    seconds = await timed(() => ctx.device.discard(offset, length));
+  } catch (err) {
+    ctx.out(`discard failed: ${strerror(err)}\n`);
+    return 'failed';
   }
-  const seconds = (performance.now() - started) / 1000;
-  if (!flags.has('q')) reportTransfer(io, 'wrote', length, offset, seconds);
-  return true;
-}
+  if (!flags.has('q')) report(ctx, 'discard', offset, length, seconds, flags.has('C'));
+  return 'ok';
+});
 
-async function discard(device: BlockDevice, words: string[], io: IoOutput): Promise<boolean> {
-  const { flags, args } = getopt(words, 'q', '');
-  const { offset, length } = offsetAndLength('discard', args);
-  const started = performance.now();
-  await device.discard(offset, length);
-  const seconds = (performance.now() - started) / 1000;
-  if (!flags.has('q')) reportTransfer(io, 'discard', length, offset, seconds);
-  return true;
-}
+const flush = defineCommand({ name: 'flush', altname: 'f', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+  // qemu-io prints nothing for flush, even when it fails; only the exit code tells.
+  try {
+    await ctx.device.flush();
+    return 'ok';
+  } catch {
+    return 'failed';
+  }
+});
 
-/** qemu-io's map: allocation in the top layer only; zero clusters count as allocated. */
-async function map(device: BlockDevice, io: IoOutput): Promise<void> {
-  const extents = await device.layerStatus(0, device.size);
+const truncate = defineCommand({ name: 'truncate', altname: 't', argmin: 1, argmax: 3, writes: true, usage: '[-m prealloc_mode] off' }, async (ctx, words, self) => {
+  const { flags, args } = getopt(ctx, self, words, 'm:');
+  if (flags.has('m') && flags.get('m') !== 'off') return refuse(ctx, `not supported: preallocation mode '${flags.get('m')}'`);
+  const size = number(ctx, args[0] ?? '');
+  try {
+    await ctx.device.resize(size);
+  } catch (err) {
+    ctx.report(`${err instanceof QedError ? err.message : strerror(err)}\n`);
+    return 'failed';
+  }
+  return 'ok';
+});
+
+const length = defineCommand({ name: 'length', altname: 'l', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+  ctx.out(`${cvtstr(ctx.device.size)}\n`);
+  return 'ok';
+});
+
+/** Whether the top layer holds [offset, offset+length): zero clusters count as allocated, as in QEMU. */
+async function allocatedRuns(device: BlockDevice, offset: number, length: number): Promise<Array<{ start: number; length: number; allocated: boolean }>> {
   const runs: Array<{ start: number; length: number; allocated: boolean }> = [];
-  for (const e of extents) {
+  for (const e of await device.blockStatus(offset, length)) {
     const allocated = e.kind !== 'unallocated';
     const last = runs[runs.length - 1];
     if (last && last.allocated === allocated) last.length += e.length;
     else runs.push({ start: e.guestOffset, length: e.length, allocated });
   }
-  for (const r of runs) {
-    io.out(`${cvtstr(r.length)} (0x${r.length.toString(16)}) bytes ${r.allocated ? '    allocated' : 'not allocated'} at offset ${cvtstr(r.start)} (0x${r.start.toString(16)})\n`);
-  }
+  return runs;
 }
+
+const alloc = defineCommand({ name: 'alloc', altname: 'a', argmin: 1, argmax: 2, usage: 'offset [count]' }, async (ctx, args) => {
+  const offset = number(ctx, args[0]!);
+  // qemu-io's default count is one sector; a range past the end counts only what exists.
+  const requested = args.length === 2 ? number(ctx, args[1]!) : 512;
+  const count = Math.max(0, Math.min(requested, ctx.device.size - offset));
+  let allocated = 0;
+  try {
+    if (count > 0) for (const r of await allocatedRuns(ctx.device, offset, count)) if (r.allocated) allocated += r.length;
+  } catch (err) {
+    ctx.out(`is_allocated failed: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  ctx.out(`${allocated}/${count} bytes allocated at offset ${cvtstr(offset)}\n`);
+  return 'ok';
+});
+
+const map = defineCommand({ name: 'map', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+  let runs;
+  try {
+    runs = await allocatedRuns(ctx.device, 0, ctx.device.size);
+  } catch (err) {
+    ctx.report(`Failed to get allocation status: ${strerror(err)}\n`);
+    return 'failed';
+  }
+  for (const r of runs) {
+    ctx.out(`${cvtstr(r.length)} (0x${r.length.toString(16)}) bytes ${r.allocated ? '    allocated' : 'not allocated'} at offset ${cvtstr(r.start)} (0x${r.start.toString(16)})\n`);
+  }
+  return 'ok';
+});
+
+export const IO_COMMANDS: readonly IoCommand[] = [read, readv, write, writev, aioRead, aioWrite, discard, flush, truncate, length, alloc, map];

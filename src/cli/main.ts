@@ -18,6 +18,7 @@ import { setLockingByDefault } from '../io/node-file.js';
 import { setDefaultBackingPolicy } from '../ops/open.js';
 import { UsageError } from '../base/errors.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
+import { detectPersona } from './persona.js';
 
 function version(): string {
   try {
@@ -79,7 +80,12 @@ function protectNegativeSizes(argv: string[]): string[] {
   return [...argv.slice(0, last), '--', argv[last]!];
 }
 
-main(protectNegativeSizes(process.argv)).then((code) => { process.exitCode = code; }, (err: unknown) => {
+/** Installed as qemu-io, `qemu-io ARGS` is `qed io ARGS`; as qemu-img, `qemu-img SUB ARGS` is `qed SUB ARGS`. */
+function asPersona(argv: string[]): string[] {
+  return detectPersona(argv[1]) === 'qemu-io' ? [argv[0]!, argv[1]!, 'io', ...argv.slice(2)] : argv;
+}
+
+main(protectNegativeSizes(asPersona(process.argv))).then((code) => { process.exitCode = code; }, (err: unknown) => {
   process.stderr.write(`qed: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 });

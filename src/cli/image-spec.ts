@@ -1,0 +1,117 @@
+// The ways QEMU's tools let an image be named besides a plain path: the `file:` protocol
+// prefix, `json:{...}` pseudo-filenames and --image-opts "driver=qed,file.filename=..."
+// strings. All come down to a path, a format, and a few open options; any driver or option
+// we do not have is refused by name.
+import { UsageError, UnsupportedError } from '../base/errors.js';
+import type { ImageFormat } from '../format/probe.js';
+
+export interface ImageSpec {
+  path: string;
+  format?: ImageFormat;
+  readOnly?: boolean;
+  forceShare?: boolean;
+  /** 'backing': null: open the image without its backing file. */
+  noBacking?: boolean;
+}
+
+/** A command-line image name: `json:{...}`, `file:PATH`, or a path. */
+export function parseImageName(name: string): ImageSpec {
+  if (name.startsWith('json:')) return fromOptions(flattenJson(name.slice(5)));
+  if (name.startsWith('file:')) return { path: name.slice(5) };
+  return { path: name };
+}
+
+/** An --image-opts string: "driver=qed,file.driver=file,file.filename=PATH" (",," is a comma). */
+export function parseImageOpts(text: string): ImageSpec {
+  const options = new Map<string, string>();
+  for (const part of text.replace(/,,/g, '\u0000').split(',')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    // QEMU's implied key: a bare first word names the file.
+    const [key, value] = eq < 0 ? ['filename', part] : [part.slice(0, eq), part.slice(eq + 1)];
+    options.set(key, value.replace(/\u0000/g, ','));
+  }
+  return fromOptions(options);
+}
+
+function fromOptions(options: Map<string, string | null>): ImageSpec {
+  const take = (key: string): string | null | undefined => {
+    const value = options.get(key);
+    options.delete(key);
+    return value;
+  };
+  const driver = take('driver');
+  const spec: Partial<ImageSpec> = {};
+  let protocolPrefix = '';
+  if (driver === 'qed' || driver === 'raw') {
+    spec.format = driver;
+    protocolPrefix = 'file.';
+    const fileDriver = take('file.driver');
+    if (fileDriver !== undefined && fileDriver !== 'file') throw new UnsupportedError(`protocol driver '${fileDriver}' (only 'file')`);
+    const fileName = take('file');
+    if (typeof fileName === 'string') spec.path = fileName;
+  } else if (driver === 'file') {
+    spec.format = 'raw';
+  } else if (driver === undefined || driver === null) {
+    throw new UsageError("the image options name no 'driver'");
+  } else {
+    throw new UnsupportedError(`driver '${driver}' (we have qed, raw and file)`);
+  }
+  const filename = take(`${protocolPrefix}filename`);
+  if (typeof filename === 'string') spec.path = filename;
+  const readOnly = take('read-only');
+  if (readOnly !== undefined) spec.readOnly = onOff(readOnly, 'read-only');
+  const forceShare = take('force-share');
+  if (forceShare !== undefined) spec.forceShare = onOff(forceShare, 'force-share');
+  if (options.has('backing')) {
+    if (take('backing') !== null) throw new UnsupportedError("'backing' other than null");
+    spec.noBacking = true;
+  }
+  const left = [...options.keys()];
+  if (left.length > 0) throw new UnsupportedError(`image option '${left[0]}'`);
+  if (spec.path === undefined) throw new UsageError("the image options name no file ('file.filename')");
+  return spec as ImageSpec;
+}
+
+function onOff(value: string | null, key: string): boolean {
+  if (value === 'on' || value === 'true') return true;
+  if (value === 'off' || value === 'false') return false;
+  throw new UsageError(`invalid value for '${key}': ${String(value)} (on or off)`);
+}
+
+/** QEMU's JSON (which also takes 'single-quoted' strings), flattened to dotted keys. */
+function flattenJson(text: string): Map<string, string | null> {
+  let value: unknown;
+  try {
+    value = JSON.parse(doubleQuoted(text));
+  } catch {
+    throw new UsageError(`invalid json: filename: ${text}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError('a json: filename must hold an object');
+  const out = new Map<string, string | null>();
+  const walk = (prefix: string, node: Record<string, unknown>): void => {
+    for (const [key, v] of Object.entries(node)) {
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(`${prefix}${key}.`, v as Record<string, unknown>);
+      else if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out.set(prefix + key, v === null ? null : String(v));
+      else throw new UnsupportedError(`image option '${prefix}${key}' (a list)`);
+    }
+  };
+  walk('', value as Record<string, unknown>);
+  return out;
+}
+
+/** Rewrite 'single-quoted' strings as "double-quoted" ones; double-quoted strings pass through. */
+function doubleQuoted(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c !== "'" && c !== '"') { out += c; continue; }
+    let body = '';
+    for (i++; i < text.length && text[i] !== c; i++) {
+      if (text[i] === '\\' && i + 1 < text.length) { body += text[i]! + text[i + 1]!; i++; continue; }
+      body += text[i] === '"' ? '\\"' : text[i]!;
+    }
+    out += `"${c === "'" ? body.replace(/\\'/g, "'") : body}"`;
+  }
+  return out;
+}
