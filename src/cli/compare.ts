@@ -25,7 +25,8 @@ export function registerCompare(program: Command, run: RunCommand): void {
         const result = await compareImages(a, b, { formatA: parseFormat(flags.format), formatB: parseFormat(flags.formatB), strict: flags.strict, forceShare: flags.forceShare });
         if (result.kind === 'size-mismatch') { say('Strict mode: Image size mismatch!\n'); return 1; }
         if (result.kind === 'status-mismatch') { say(`Strict mode: Offset ${result.offset} block status mismatch!\n`); return 1; }
-        if (result.sizeMismatch) say('Warning: Image size mismatch!\n');
+        // As qemu-img, the warning comes only once the common part has compared equal.
+        if (result.sizeMismatch && (result.kind === 'identical' || result.beyondShorter)) say('Warning: Image size mismatch!\n');
         if (result.kind === 'content-mismatch') { say(`Content mismatch at offset ${result.offset}!\n`); return 1; }
         say('Images are identical.\n');
         return 0;

@@ -1,6 +1,8 @@
 // qed create [-f FMT] [-b BACKING [-F FMT]] [-u] [-o OPTIONS] [-q] FILE [SIZE]
 import type { Command } from 'commander';
-import { UsageError } from '../base/errors.js';
+import { QedError, UsageError, printable } from '../base/errors.js';
+import { currentPersona } from './persona.js';
+import { qemuWording } from './qemu-wording.js';
 import { createImage } from '../ops/create.js';
 import { parseFormat, parseKeyValues } from './options.js';
 import { type RunCommand, writeOut } from './report.js';
@@ -35,7 +37,15 @@ export function registerCreate(program: Command, run: RunCommand): void {
       const created = await createImage(file, {
         format, size: sizeText === undefined ? undefined : parseSize(sizeText), backingFile, backingFormat,
         clusterSize, tableSize, unsafe: flags.unsafe,
+      }).catch((err: unknown) => {
+        // qemu-img names the new image, then says the backing file is what failed.
+        if (currentPersona() !== 'qed' && backingFile !== undefined && err instanceof QedError && err.path !== undefined && err.path !== file) {
+          process.stderr.write(`${currentPersona()}: ${printable(file)}: ${printable(qemuWording(err))}\nCould not open backing image.\n`);
+          return null;
+        }
+        throw err;
       });
+      if (created === null) return 1;
       if (!flags.quiet) {
         const parts = [`Formatting '${file}', fmt=${format}`, `size=${created.size}`];
         if (backingFile) parts.push(`backing_file=${backingFile}`);

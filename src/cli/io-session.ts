@@ -5,6 +5,8 @@
 import { createInterface } from 'node:readline';
 import type { BlockDevice } from '../engine/device.js';
 import { IO_COMMANDS, type IoCommand, type IoContext, type IoOutput, type Outcome } from './io-commands.js';
+import { currentPersona } from './persona.js';
+import { qemuWording } from './qemu-wording.js';
 import { openIoImage, parseCacheMode, type IoOpenOptions, type OpenedImage } from './io-open.js';
 
 /** qemu-io's prompt; its filters strip it, so scripts can drive either tool the same way. */
@@ -27,7 +29,7 @@ export class IoSession {
       this.image = await openIoImage(name, options, this.imageOpts);
       return true;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = currentPersona() === 'qed' ? (err instanceof Error ? err.message : String(err)) : qemuWording(err);
       this.output.report(`can't open${name !== undefined && !this.imageOpts ? ` device ${name}` : ''}: ${message}\n`);
       return false;
     }

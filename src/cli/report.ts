@@ -1,5 +1,7 @@
 // The one place the CLI turns an error into a line on stderr and an exit code.
 import { QedError, UsageError, printable } from '../base/errors.js';
+import { currentPersona } from './persona.js';
+import { qemuWording } from './qemu-wording.js';
 
 /** A missing argument or option: the error line is followed by the command's usage. */
 export class MissingArgument extends UsageError {}
@@ -13,6 +15,12 @@ export function isDebug(): boolean { return debug; }
 
 /** One line: "qed: <command>: <file>: <what went wrong>"; the stack only with --debug. */
 export function reportError(command: string, err: unknown, file?: string): number {
+  if (currentPersona() !== 'qed') {
+    // As qemu-img/qemu-io: "qemu-img: <QEMU's words>", the file only where QEMU names it.
+    process.stderr.write(`${currentPersona()}: ${printable(qemuWording(err))}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
   const where = (err instanceof QedError && err.path) ? err.path : file;
   // Messages may quote what an image holds (a backing name): never let it break the line or drive the terminal.
   const message = printable(err instanceof Error ? err.message : String(err));

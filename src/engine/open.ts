@@ -95,7 +95,7 @@ async function openLayer(path: string, options: OpenImageOptions, format: ImageF
   const maxDepth = options.maxChainDepth ?? MAX_CHAIN_DEPTH;
   const identity = await options.store.identity(path);
   if (chain.includes(identity)) {
-    throw new ChainError(`backing chain loops: ${[...chain, identity].join(' -> ')}`, { path });
+    throw new ChainError(`backing chain loops: ${[...chain, identity].join(' -> ')}`, { path, field: 'backing-loop' });
   }
   if (chain.length > maxDepth) {
     throw new ChainError(`backing chain is deeper than ${maxDepth} backing files`, { path });
@@ -129,7 +129,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     } catch (err) {
       if (err instanceof ChainError) throw err;
       const reason = err instanceof Error ? err.message : String(err);
-      throw new ChainError(`could not open backing file '${info.backingName}': ${reason}`, { path, cause: err });
+      throw new ChainError(`could not open backing file '${info.backingName}': ${reason}`, { path, cause: err, field: 'backing-open' });
     }
   }
   const ImageClass = options.imageClass ?? QedImage;

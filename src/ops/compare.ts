@@ -14,7 +14,8 @@ import { isAllZero, sameBytes } from './zero-detect.js';
 /** Identical, or where the first difference is (offset: the first differing sector's byte offset). */
 export type CompareResult =
   | { kind: 'identical'; sizeMismatch: boolean }
-  | { kind: 'content-mismatch'; offset: number; sizeMismatch: boolean }
+  /** beyondShorter: the difference is past the shorter image's end (the longer one holds data there). */
+  | { kind: 'content-mismatch'; offset: number; sizeMismatch: boolean; beyondShorter: boolean }
   | { kind: 'size-mismatch' }
   | { kind: 'status-mismatch'; offset: number };
 
@@ -66,7 +67,7 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
       const rb = bufB.subarray(0, length);
       await settleAll([a.read(ra, start), b.read(rb, start)]);
       const at = firstDifference(ra, rb);
-      if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch };
+      if (at >= 0) return { kind: 'content-mismatch', offset: sectorOf(start + at), sizeMismatch, beyondShorter: false };
     }
   }
   control.onProgress?.(common, common);
@@ -78,7 +79,7 @@ export async function compareDevices(a: BlockDevice, b: BlockDevice, strict: boo
     for (const { start, length } of piecesOf(run.start, run.length, chunkSize)) {
       const piece = buf.subarray(0, length);
       await longer.read(piece, start);
-      if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch };
+      if (!isAllZero(piece)) return { kind: 'content-mismatch', offset: sectorOf(start + piece.findIndex((x) => x !== 0)), sizeMismatch, beyondShorter: true };
     }
   }
   return { kind: 'identical', sizeMismatch };
