@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../base/errors.js';
 import { FormatHasNoCheck, checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
+import { imageArgument } from './image-spec.js';
 import { parseFormat, parseOutput } from './options.js';
 import { type RunCommand, reportError, writeOut } from './report.js';
 
@@ -14,19 +15,21 @@ export function registerCheck(program: Command, run: RunCommand): void {
     .usage('[-f FMT] [-U] [-r leaks|all] [--output=human|json] [-q] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('-r, --repair <mode>', 'leaks: reclaim leaked clusters; all: also fix corruptions')
+    .option('--image-opts', 'FILE is an option string: driver=qed,file.filename=PATH')
     .option('--output <kind>', 'human or json', 'human')
     .option('-q, --quiet', 'print nothing (exit code only)')
     .option('-U, --force-share', 'check (without -r) even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExit codes: 0 clean, 1 check could not complete, 2 corruptions remain, 3 only leaks remain.\n\nExample:\n  qed check -r all --output=json disk.qed')
-    .action((file: string, flags: { format?: string; repair?: string; output: string; quiet?: boolean; forceShare?: boolean }) => run('check', file, async () => {
+    .action((file: string, flags: { format?: string; repair?: string; output: string; quiet?: boolean; forceShare?: boolean; imageOpts?: boolean }) => run('check', file, async () => {
       parseOutput(flags.output);
       if (flags.repair !== undefined && flags.repair !== 'leaks' && flags.repair !== 'all') {
         throw new UsageError(`unknown repair mode '${flags.repair}': use leaks or all`);
       }
       let report: CheckReport;
       try {
-        report = await checkFile(file, { format: parseFormat(flags.format), repair: (flags.repair ?? 'none') as RepairMode, forceShare: flags.forceShare });
+        const image = imageArgument(file, Boolean(flags.imageOpts), parseFormat(flags.format));
+        report = await checkFile(image.path, { format: image.format, repair: (flags.repair ?? 'none') as RepairMode, forceShare: flags.forceShare });
       } catch (err) {
         if (err instanceof FormatHasNoCheck) { reportError('check', err, file); return EXIT_CHECK_UNSUPPORTED; }
         throw err;

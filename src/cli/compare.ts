@@ -1,6 +1,7 @@
 // qed compare [-f FMT] [-F FMT] [-U] [-s] [-q] A B
 import type { Command } from 'commander';
 import { compareImages } from '../ops/compare.js';
+import { imageArgument } from './image-spec.js';
 import { parseFormat } from './options.js';
 import { type RunCommand, reportError, writeOut } from './report.js';
 
@@ -22,7 +23,9 @@ export function registerCompare(program: Command, run: RunCommand): void {
     .action((a: string, b: string, flags: { format?: string; formatB?: string; strict?: boolean; quiet?: boolean; forceShare?: boolean }) => run('compare', undefined, async () => {
       const say = (text: string) => { if (!flags.quiet) writeOut(text); };
       try {
-        const result = await compareImages(a, b, { formatA: parseFormat(flags.format), formatB: parseFormat(flags.formatB), strict: flags.strict, forceShare: flags.forceShare });
+        const imageA = imageArgument(a, false, parseFormat(flags.format));
+        const imageB = imageArgument(b, false, parseFormat(flags.formatB));
+        const result = await compareImages(imageA.path, imageB.path, { formatA: imageA.format, formatB: imageB.format, strict: flags.strict, forceShare: flags.forceShare });
         if (result.kind === 'size-mismatch') { say('Strict mode: Image size mismatch!\n'); return 1; }
         if (result.kind === 'status-mismatch') { say(`Strict mode: Offset ${result.offset} block status mismatch!\n`); return 1; }
         // As qemu-img, the warning comes only once the common part has compared equal.

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { QedError, UsageError, printable } from '../base/errors.js';
 import { currentPersona } from './persona.js';
+import { parseImageName } from './image-spec.js';
 import { qemuWording } from './qemu-wording.js';
 import { createImage } from '../ops/create.js';
 import { parseFormat, parseKeyValues } from './options.js';
@@ -34,7 +35,7 @@ export function registerCreate(program: Command, run: RunCommand): void {
       const clusterSize = opts.has('cluster_size') ? parseSize(opts.get('cluster_size')!, 'cluster_size') : undefined;
       const tableSize = opts.has('table_size') ? Number(opts.get('table_size')) : undefined;
       if (tableSize !== undefined && !Number.isInteger(tableSize)) throw new UsageError(`invalid table_size '${opts.get('table_size')}'`);
-      const created = await createImage(file, {
+      const created = await createImage(parseImageName(file).path, {
         format, size: sizeText === undefined ? undefined : parseSize(sizeText), backingFile, backingFormat,
         clusterSize, tableSize, unsafe: flags.unsafe,
       }).catch((err: unknown) => {
@@ -47,7 +48,8 @@ export function registerCreate(program: Command, run: RunCommand): void {
       });
       if (created === null) return 1;
       if (!flags.quiet) {
-        const parts = [`Formatting '${file}', fmt=${format}`, `size=${created.size}`];
+        // The size as asked for, before rounding up to whole sectors, as qemu-img prints it.
+        const parts = [`Formatting '${file}', fmt=${format}`, `size=${sizeText === undefined ? created.size : parseSize(sizeText)}`];
         if (backingFile) parts.push(`backing_file=${backingFile}`);
         if (backingFile && created.backingFormat) parts.push(`backing_fmt=${created.backingFormat}`);
         if (format === 'qed') parts.push(`cluster_size=${clusterSize ?? 65536}`);

@@ -17,8 +17,31 @@ export interface ImageSpec {
 /** A command-line image name: `json:{...}`, `file:PATH`, or a path. */
 export function parseImageName(name: string): ImageSpec {
   if (name.startsWith('json:')) return fromOptions(flattenJson(name.slice(5)));
-  if (name.startsWith('file:')) return { path: name.slice(5) };
+  if (name.startsWith('file:')) return { path: plainPath(name.slice(5)) };
   return { path: name };
+}
+
+/**
+ * A path given with the file: prefix, as QEMU shows it: "./" goes before one whose first
+ * component holds a colon (image:top.qed), which would otherwise read as a protocol name.
+ */
+function plainPath(path: string): string {
+  const colon = path.indexOf(':');
+  const slash = path.indexOf('/');
+  return colon >= 0 && (slash < 0 || colon < slash) ? `./${path}` : path;
+}
+
+/**
+ * An image argument of a qemu-img command: a name (json:, file: or a path) or, with
+ * --image-opts, an option string. Open options the command cannot apply are refused.
+ */
+export function imageArgument(name: string, imageOpts: boolean, format: ImageFormat | undefined): { path: string; format?: ImageFormat } {
+  if (imageOpts && format !== undefined) throw new UsageError('--image-opts and -f are mutually exclusive');
+  const spec = imageOpts ? parseImageOpts(name) : parseImageName(name);
+  for (const key of ['readOnly', 'forceShare', 'noBacking'] as const) {
+    if (spec[key] !== undefined) throw new UnsupportedError(`image option '${key}' for this command`);
+  }
+  return { path: spec.path, format: format ?? spec.format };
 }
 
 /** An --image-opts string: "driver=qed,file.driver=file,file.filename=PATH" (",," is a comma). */

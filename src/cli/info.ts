@@ -1,6 +1,7 @@
 // qed info [-f FMT] [-U] [--output=human|json] [--backing-chain] FILE
 import type { Command } from 'commander';
 import { imageInfo, type ImageInfo } from '../ops/info.js';
+import { imageArgument } from './image-spec.js';
 import { parseFormat, parseOutput } from './options.js';
 import { type RunCommand, writeOut } from './report.js';
 import { sizeToStr, sizeWithBytes } from './sizes.js';
@@ -11,13 +12,15 @@ export function registerInfo(program: Command, run: RunCommand): void {
     .usage('[-f FMT] [-U] [--output=human|json] [--backing-chain] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('--output <kind>', 'human or json', 'human')
+    .option('--image-opts', 'FILE is an option string: driver=qed,file.filename=PATH')
     .option('--backing-chain', 'describe every image of the backing chain')
     .option('-U, --force-share', 'open even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed info --output=json --backing-chain overlay.qed')
-    .action((file: string, flags: { format?: string; output: string; backingChain?: boolean; forceShare?: boolean }) => run('info', file, async () => {
+    .action((file: string, flags: { format?: string; output: string; backingChain?: boolean; forceShare?: boolean; imageOpts?: boolean }) => run('info', file, async () => {
       parseOutput(flags.output);
-      const infos = await imageInfo(file, { format: parseFormat(flags.format), backingChain: flags.backingChain, forceShare: flags.forceShare });
+      const image = imageArgument(file, Boolean(flags.imageOpts), parseFormat(flags.format));
+      const infos = await imageInfo(image.path, { format: image.format, backingChain: flags.backingChain, forceShare: flags.forceShare });
       if (flags.output === 'json') {
         writeOut(JSON.stringify(flags.backingChain ? infos : infos[0], null, 4) + '\n');
       } else {

@@ -7,6 +7,7 @@ import { registerCheck } from './check.js';
 import { registerCompare } from './compare.js';
 import { registerConvert } from './convert.js';
 import { registerCreate } from './create.js';
+import { registerDd } from './dd.js';
 import { registerInfo } from './info.js';
 import { registerIo } from './io.js';
 import { registerMap } from './map.js';
@@ -59,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
     });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
   for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,
-    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench, registerServe]) register(program, run);
+    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench, registerDd, registerServe]) register(program, run);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
     writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
   });

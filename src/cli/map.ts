@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { chainBlockStatus } from '../engine/chain-status.js';
 import type { MapEntry } from '../ops/map.js';
 import { openDevice } from '../ops/open.js';
+import { imageArgument } from './image-spec.js';
 import { parseFormat, parseOutput } from './options.js';
 import { type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
@@ -12,15 +13,17 @@ export function registerMap(program: Command, run: RunCommand): void {
     .description('show where the data of an image lives, as qemu-img map does')
     .usage('[-f FMT] [-U] [--output=human|json] [--start-offset N] [--max-length N] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
+    .option('--image-opts', 'FILE is an option string: driver=qed,file.filename=PATH')
     .option('--output <kind>', 'human or json', 'human')
     .option('-s, --start-offset <n>', 'first byte to map', '0')
     .option('-l, --max-length <n>', 'bytes to map')
     .option('-U, --force-share', 'open even if another process is writing the image (what is read may be inconsistent)')
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed map --output=json overlay.qed')
-    .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string; forceShare?: boolean }) => run('map', file, async () => {
+    .action((file: string, flags: { format?: string; output: string; startOffset: string; maxLength?: string; forceShare?: boolean; imageOpts?: boolean }) => run('map', file, async () => {
       parseOutput(flags.output);
-      const device = await openDevice(file, { format: parseFormat(flags.format), readOnly: true, forceShare: flags.forceShare });
+      const image = imageArgument(file, Boolean(flags.imageOpts), parseFormat(flags.format));
+      const device = await openDevice(image.path, { format: image.format, readOnly: true, forceShare: flags.forceShare });
       try {
         const start = Math.min(parseSize(flags.startOffset, 'start offset'), device.size);
         const length = Math.min(flags.maxLength === undefined ? Infinity : parseSize(flags.maxLength, 'length'), device.size - start);

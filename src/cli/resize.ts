@@ -1,6 +1,7 @@
 // qed resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE
 import type { Command } from 'commander';
 import { resizeImage } from '../ops/resize.js';
+import { imageArgument } from './image-spec.js';
 import { parseFormat } from './options.js';
 import { type RunCommand, writeOut } from './report.js';
 import { parseSize } from './sizes.js';
@@ -18,7 +19,8 @@ export function registerResize(program: Command, run: RunCommand): void {
     .addHelpText('after', '\nExample:\n  qed resize disk.qed +10G')
     .action((file: string, size: string, flags: { format?: string; shrink?: boolean; quiet?: boolean }) => run('resize', file, async () => {
       const relative = size.startsWith('+') ? 1 : size.startsWith('-') ? -1 : 0;
-      await resizeImage(file, parseSize(relative === 0 ? size : size.slice(1)), relative, { format: parseFormat(flags.format), shrink: flags.shrink });
+      const image = imageArgument(file, false, parseFormat(flags.format));
+      await resizeImage(image.path, parseSize(relative === 0 ? size : size.slice(1)), relative, { format: image.format, shrink: flags.shrink });
       if (!flags.quiet) writeOut('Image resized.\n');
       return 0;
     }));

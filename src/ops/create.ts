@@ -75,7 +75,8 @@ async function createImageAt(path: string, options: CreateImageOptions): Promise
     }
   }
   if (size === undefined) throw new UsageError('an image size is required (or a backing file to take it from)', { path });
-  if (size % SECTOR_SIZE !== 0 && options.size === undefined) size += SECTOR_SIZE - (size % SECTOR_SIZE);
+  // qemu-img rounds a QED image's size up to whole sectors, whether given or taken from the backing file.
+  if (size % SECTOR_SIZE !== 0) size += SECTOR_SIZE - (size % SECTOR_SIZE);
   const plan = planQedHeader({ size, clusterSize: options.clusterSize, tableSize: options.tableSize, backingFile, backingFormat });
   const file = await store.create(path, { exclusive: options.exclusive });
   try { await writeNewQed(file, plan); } finally { await file.close(); }

@@ -110,7 +110,7 @@ describe('qed command conventions', { concurrency: 2 }, () => {
 
   it('create that fails validation leaves no file behind, and an existing file untouched', async (t) => {
     const dir = await scratch(t);
-    for (const args of [['new.qed', '1000'], ['new.qed', '12Q'], ['-o', 'cluster_size=1000', 'new.qed', '1M'], ['-o', 'table_size=3', 'new.qed', '1M'],
+    for (const args of [['new.qed', '12Q'], ['-o', 'cluster_size=1000', 'new.qed', '1M'], ['-o', 'table_size=3', 'new.qed', '1M'],
       ['new.qed', '65T'], ['-o', 'bogus=1', 'new.qed', '1M'], ['-b', 'missing.raw', '-F', 'raw', 'new.qed'], ['-f', 'vmdk', 'new.qed', '1M']]) {
       const r = await qed(['create', ...args], dir);
       assert.equal(r.code, 1, `qed create ${args.join(' ')}`);
@@ -120,7 +120,7 @@ describe('qed command conventions', { concurrency: 2 }, () => {
     await ok('create', qed(['create', '-q', 'old.qed', '1M'], dir));
     await assertQemuClean(dir, 'old.qed');
     const digest = await sha256(join(dir, 'old.qed'));
-    assert.equal((await qed(['create', 'old.qed', '1000'], dir)).code, 1);
+    assert.equal((await qed(['create', 'old.qed', '12Q'], dir)).code, 1);
     assert.equal(await sha256(join(dir, 'old.qed')), digest);
   });
 
