@@ -12,6 +12,12 @@ export interface ImageSpec {
   forceShare?: boolean;
   /** 'backing': null: open the image without its backing file. */
   noBacking?: boolean;
+  /** locking=off: take no image locks. */
+  lock?: boolean;
+  /** driver=file: the bytes of a regular file, with QEMU's file-protocol checks. */
+  protocolOnly?: boolean;
+  /** The image's bytes are the guest content of this other image, not a file. */
+  container?: ImageSpec;
 }
 
 /** A command-line image name: `json:{...}`, `file:PATH`, or a path. */
@@ -38,7 +44,7 @@ function plainPath(path: string): string {
 export function imageArgument(name: string, imageOpts: boolean, format: ImageFormat | undefined): { path: string; format?: ImageFormat } {
   if (imageOpts && format !== undefined) throw new UsageError('--image-opts and -f are mutually exclusive');
   const spec = imageOpts ? parseImageOpts(name) : parseImageName(name);
-  for (const key of ['readOnly', 'forceShare', 'noBacking'] as const) {
+  for (const key of ['readOnly', 'forceShare', 'noBacking', 'container'] as const) {
     if (spec[key] !== undefined) throw new UnsupportedError(`image option '${key}' for this command`);
   }
   return { path: spec.path, format: format ?? spec.format };
@@ -58,42 +64,67 @@ export function parseImageOpts(text: string): ImageSpec {
 }
 
 function fromOptions(options: Map<string, string | null>): ImageSpec {
+  const spec = parseNode(options, '');
+  const left = [...options.keys()];
+  if (left.length > 0) throw new UnsupportedError(`image option '${left[0]}'`);
+  return spec;
+}
+
+/** The node whose options start with `prefix`: a format over a file, or over another image. */
+function parseNode(options: Map<string, string | null>, prefix: string): ImageSpec {
   const take = (key: string): string | null | undefined => {
-    const value = options.get(key);
-    options.delete(key);
+    const value = options.get(prefix + key);
+    options.delete(prefix + key);
     return value;
   };
   const driver = take('driver');
   const spec: Partial<ImageSpec> = {};
-  let protocolPrefix = '';
+  let filenameKey = 'filename';
   if (driver === 'qed' || driver === 'raw') {
     spec.format = driver;
-    protocolPrefix = 'file.';
-    const fileDriver = take('file.driver');
-    if (fileDriver !== undefined && fileDriver !== 'file') throw new UnsupportedError(`protocol driver '${fileDriver}' (only 'file')`);
-    const fileName = take('file');
-    if (typeof fileName === 'string') spec.path = fileName;
+    filenameKey = 'file.filename';
+    const fileDriver = options.get(`${prefix}file.driver`);
+    if (fileDriver === 'qed' || fileDriver === 'raw') {
+      // An image stored inside another image (qemu-iotests 072 nests QED in QED).
+      spec.container = parseNode(options, `${prefix}file.`);
+      spec.path = spec.container.path;
+    } else {
+      take('file.driver');
+      if (fileDriver !== undefined && fileDriver !== 'file') throw new UnsupportedError(`protocol driver '${fileDriver}' (we have file, qed and raw)`);
+      const fileName = take('file');
+      if (typeof fileName === 'string') spec.path = fileName;
+      const locking = take('file.locking');
+      if (locking !== undefined) spec.lock = lockingMode(locking);
+    }
   } else if (driver === 'file') {
     spec.format = 'raw';
+    spec.protocolOnly = true;
+    const locking = take('locking');
+    if (locking !== undefined) spec.lock = lockingMode(locking);
   } else if (driver === undefined || driver === null) {
     throw new UsageError("the image options name no 'driver'");
   } else {
     throw new UnsupportedError(`driver '${driver}' (we have qed, raw and file)`);
   }
-  const filename = take(`${protocolPrefix}filename`);
+  const filename = take(filenameKey);
   if (typeof filename === 'string') spec.path = filename;
   const readOnly = take('read-only');
   if (readOnly !== undefined) spec.readOnly = onOff(readOnly, 'read-only');
   const forceShare = take('force-share');
   if (forceShare !== undefined) spec.forceShare = onOff(forceShare, 'force-share');
-  if (options.has('backing')) {
+  if (options.has(`${prefix}backing`)) {
     if (take('backing') !== null) throw new UnsupportedError("'backing' other than null");
     spec.noBacking = true;
   }
-  const left = [...options.keys()];
-  if (left.length > 0) throw new UnsupportedError(`image option '${left[0]}'`);
-  if (spec.path === undefined) throw new UsageError("the image options name no file ('file.filename')");
+  if (spec.path === undefined) throw new UsageError(`the image options name no file ('${prefix}${filenameKey}')`);
   return spec as ImageSpec;
+}
+
+/** QEMU's locking=on|off|auto; auto locks where the file system can, as ours always does. */
+function lockingMode(value: string | null): boolean {
+  if (value === 'on' || value === 'auto') return true;
+  if (value === 'off') return false;
+  throw new UsageError(`invalid value for 'locking': ${String(value)} (on, off or auto)`);
 }
 
 function onOff(value: string | null, key: string): boolean {

@@ -8,7 +8,8 @@ import { UnsupportedError, UsageError } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
 import type { ImageFormat } from '../format/probe.js';
 import { createImage } from '../ops/create.js';
-import { ModedDevice } from '../ops/device-modes.js';
+import { ModedDevice, type DeviceModes } from '../ops/device-modes.js';
+import { nestedStore } from '../ops/nested.js';
 import { openDevice } from '../ops/open.js';
 import { parseImageName, parseImageOpts, type ImageSpec } from './image-spec.js';
 
@@ -52,8 +53,12 @@ export async function openIoImage(name: string | undefined, options: IoOpenOptio
   const format = options.format ?? spec.format;
   const forceShare = options.forceShare || spec.forceShare;
   const modes = { writeThrough: options.cache === 'writethrough', dropFlushes: options.cache === 'unsafe', copyOnRead: options.copyOnRead };
+  if (spec.container) {
+    if (options.snapshot) throw new UnsupportedError('-s with an image inside another image');
+    return openNested(spec, format, readOnly, modes);
+  }
   if (!options.snapshot) {
-    const device = await openDevice(spec.path, { format, readOnly, forceShare, noBacking: spec.noBacking });
+    const device = await openDevice(spec.path, { format, readOnly, forceShare, noBacking: spec.noBacking, lock: spec.lock });
     return { device: new ModedDevice(device, modes), close: () => device.close() };
   }
   return openSnapshot(spec, format, modes);
@@ -68,11 +73,28 @@ function imageSpec(name: string | undefined, options: IoOpenOptions, imageOpts: 
   return parseImageName(name);
 }
 
+/** An image whose bytes are another image's guest content (`open -o driver=qed,file.driver=qed,...`). */
+async function openNested(spec: ImageSpec, format: ImageFormat | undefined, readOnly: boolean, modes: DeviceModes): Promise<OpenedImage> {
+  const container = spec.container!;
+  const outer = await openDevice(container.path, { format: container.format, readOnly, lock: container.lock });
+  try {
+    const name = `${container.path} (inner image)`;
+    const inner = await openDevice(name, { format, readOnly, store: nestedStore(outer, name), noBacking: spec.noBacking });
+    return {
+      device: new ModedDevice(inner, modes),
+      close: async () => { try { await inner.close(); } finally { await outer.close(); } },
+    };
+  } catch (err) {
+    await outer.close();
+    throw err;
+  }
+}
+
 /**
  * qemu-io -s: the image is opened read-only under a temporary QED overlay that takes every
  * write and is deleted at close, so the image itself never changes.
  */
-async function openSnapshot(spec: ImageSpec, format: ImageFormat | undefined, modes: ConstructorParameters<typeof ModedDevice>[1]): Promise<OpenedImage> {
+async function openSnapshot(spec: ImageSpec, format: ImageFormat | undefined, modes: DeviceModes): Promise<OpenedImage> {
   const base = await openDevice(spec.path, { format, readOnly: true, forceShare: true, noBacking: spec.noBacking });
   const baseFormat = base.format;
   const size = base.size;
