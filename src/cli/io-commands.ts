@@ -31,6 +31,8 @@ export interface IoCommand {
   argmin: number;
   /** -1: any number. */
   argmax: number;
+  /** The one-line description qemu-io's usage line ends with. */
+  oneline: string;
   /** Needs write permission (qemu-io's BLK_PERM_WRITE). */
   writes?: boolean;
   run(ctx: IoContext, args: string[]): Promise<Outcome>;
@@ -75,8 +77,8 @@ function getopt(ctx: IoContext, command: Spec, words: string[], spec: string): P
   return { flags, args: words.slice(i) };
 }
 
-function usage(ctx: IoContext, command: { name: string; usage: string }): never {
-  ctx.out(`${command.name} ${command.usage}\n`);
+function usage(ctx: IoContext, command: Spec): never {
+  ctx.out(`${command.name} ${command.usage} -- ${command.oneline}\n`);
   throw new Refused();
 }
 
@@ -165,7 +167,7 @@ function defineCommand(c: Spec, body: (ctx: IoContext, words: string[], self: Sp
   };
 }
 
-const read = defineCommand({ name: 'read', altname: 'r', argmin: 2, argmax: -1, usage: '[-abCqv] [-P pattern [-s off] [-l len]] off len' }, async (ctx, words, self) => {
+const read = defineCommand({ name: 'read', oneline: 'reads a number of bytes at a specified offset', altname: 'r', argmin: 2, argmax: -1, usage: '[-abCqv] [-P pattern [-s off] [-l len]] off len' }, async (ctx, words, self) => {
   // -p is accepted and ignored, as by qemu-io 7.2 (it once chose pread over bdrv_read).
   const { flags, args } = getopt(ctx, self, words, 'bCl:pP:qs:v');
   if (args.length !== 2) usage(ctx, self);
@@ -202,7 +204,7 @@ const read = defineCommand({ name: 'read', altname: 'r', argmin: 2, argmax: -1, 
   return outcome;
 });
 
-const readv = defineCommand({ name: 'readv', argmin: 2, argmax: -1, usage: '[-Cqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+const readv = defineCommand({ name: 'readv', oneline: 'reads a number of bytes at a specified offset', argmin: 2, argmax: -1, usage: '[-Cqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'CP:qv');
   if (args.length < 2) usage(ctx, self);
   const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
@@ -227,7 +229,7 @@ const readv = defineCommand({ name: 'readv', argmin: 2, argmax: -1, usage: '[-Cq
   return outcome;
 });
 
-const write = defineCommand({ name: 'write', altname: 'w', argmin: 2, argmax: -1, writes: true, usage: '[-bcCfnquz] [-P pattern | -s source_file] off len' }, async (ctx, words, self) => {
+const write = defineCommand({ name: 'write', oneline: 'writes a number of bytes at a specified offset', altname: 'w', argmin: 2, argmax: -1, writes: true, usage: '[-bcCfnquz] [-P pattern | -s source_file] off len' }, async (ctx, words, self) => {
   // -p is accepted and ignored, as by qemu-io 7.2.
   const { flags, args } = getopt(ctx, self, words, 'bcCfnpP:qs:uz');
   if (args.length !== 2) usage(ctx, self);
@@ -261,7 +263,7 @@ function refuse(ctx: IoContext, message: string): Outcome {
   return 'failed';
 }
 
-const writev = defineCommand({ name: 'writev', argmin: 2, argmax: -1, writes: true, usage: '[-Cfq] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+const writev = defineCommand({ name: 'writev', oneline: 'writes a number of bytes at a specified offset', argmin: 2, argmax: -1, writes: true, usage: '[-Cfq] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'CfqP:');
   if (args.length < 2) usage(ctx, self);
   const fill = flags.has('P') ? pattern(ctx, flags.get('P')!) : 0xcd;
@@ -281,7 +283,7 @@ const writev = defineCommand({ name: 'writev', argmin: 2, argmax: -1, writes: tr
 // The aio commands return as soon as the request is issued; its lines are printed when it
 // completes, and aio_flush (or the end of the session) waits for all of them. As in qemu-io,
 // a failure or a pattern mismatch then does not change the exit code.
-const aioRead = defineCommand({ name: 'aio_read', argmin: 2, argmax: -1, usage: '[-Ciqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+const aioRead = defineCommand({ name: 'aio_read', oneline: 'asynchronously reads a number of bytes', argmin: 2, argmax: -1, usage: '[-Ciqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'CP:iqv');
   const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
   if (flags.has('i')) return refuse(ctx, 'not supported: -i (invalid requests for the statistics we do not keep)');
@@ -301,7 +303,7 @@ const aioRead = defineCommand({ name: 'aio_read', argmin: 2, argmax: -1, usage: 
   return 'ok';
 });
 
-const aioWrite = defineCommand({ name: 'aio_write', argmin: 2, argmax: -1, writes: true, usage: '[-Cfiquz] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
+const aioWrite = defineCommand({ name: 'aio_write', oneline: 'asynchronously writes a number of bytes', argmin: 2, argmax: -1, writes: true, usage: '[-Cfiquz] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'CfiqP:uz');
   const fill = flags.has('P') ? pattern(ctx, flags.get('P')!) : 0xcd;
   if (flags.has('i')) return refuse(ctx, 'not supported: -i (invalid requests for the statistics we do not keep)');
@@ -321,7 +323,7 @@ const aioWrite = defineCommand({ name: 'aio_write', argmin: 2, argmax: -1, write
   return 'ok';
 });
 
-const discard = defineCommand({ name: 'discard', altname: 'd', argmin: 2, argmax: -1, writes: true, usage: '[-Cq] off len' }, async (ctx, words, self) => {
+const discard = defineCommand({ name: 'discard', oneline: 'discards a number of bytes at a specified offset', altname: 'd', argmin: 2, argmax: -1, writes: true, usage: '[-Cq] off len' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'Cq');
   if (args.length !== 2) usage(ctx, self);
   const offset = number(ctx, args[0]!);
@@ -337,7 +339,7 @@ const discard = defineCommand({ name: 'discard', altname: 'd', argmin: 2, argmax
   return 'ok';
 });
 
-const flush = defineCommand({ name: 'flush', altname: 'f', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+const flush = defineCommand({ name: 'flush', oneline: 'flush all in-core file state to disk', altname: 'f', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
   // qemu-io prints nothing for flush, even when it fails; only the exit code tells.
   try {
     await ctx.device.flush();
@@ -347,7 +349,7 @@ const flush = defineCommand({ name: 'flush', altname: 'f', argmin: 0, argmax: 0,
   }
 });
 
-const truncate = defineCommand({ name: 'truncate', altname: 't', argmin: 1, argmax: 3, writes: true, usage: '[-m prealloc_mode] off' }, async (ctx, words, self) => {
+const truncate = defineCommand({ name: 'truncate', oneline: 'truncates the current file at the given offset', altname: 't', argmin: 1, argmax: 3, writes: true, usage: '[-m prealloc_mode] off' }, async (ctx, words, self) => {
   const { flags, args } = getopt(ctx, self, words, 'm:');
   if (flags.has('m') && flags.get('m') !== 'off') return refuse(ctx, `not supported: preallocation mode '${flags.get('m')}'`);
   const size = number(ctx, args[0] ?? '');
@@ -360,7 +362,7 @@ const truncate = defineCommand({ name: 'truncate', altname: 't', argmin: 1, argm
   return 'ok';
 });
 
-const length = defineCommand({ name: 'length', altname: 'l', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+const length = defineCommand({ name: 'length', oneline: 'gets the length of the current file', altname: 'l', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
   ctx.out(`${cvtstr(ctx.device.size)}\n`);
   return 'ok';
 });
@@ -377,7 +379,7 @@ async function allocatedRuns(device: BlockDevice, offset: number, length: number
   return runs;
 }
 
-const alloc = defineCommand({ name: 'alloc', altname: 'a', argmin: 1, argmax: 2, usage: 'offset [count]' }, async (ctx, args) => {
+const alloc = defineCommand({ name: 'alloc', oneline: 'checks if offset is allocated in the file', altname: 'a', argmin: 1, argmax: 2, usage: 'offset [count]' }, async (ctx, args) => {
   const offset = number(ctx, args[0]!);
   // qemu-io's default count is one sector; a range past the end counts only what exists.
   const requested = args.length === 2 ? number(ctx, args[1]!) : 512;
@@ -393,7 +395,7 @@ const alloc = defineCommand({ name: 'alloc', altname: 'a', argmin: 1, argmax: 2,
   return 'ok';
 });
 
-const map = defineCommand({ name: 'map', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
+const map = defineCommand({ name: 'map', oneline: 'prints the allocated areas of a file', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
   let runs;
   try {
     runs = await allocatedRuns(ctx.device, 0, ctx.device.size);

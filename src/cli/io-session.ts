@@ -149,8 +149,10 @@ const SESSION_COMMANDS: readonly SessionCommand[] = [
     name: 'open', altname: 'o', argmin: 1, argmax: -1,
     run: async (s, args) => {
       const parsed = parseOpenCommand(args);
-      if (typeof parsed === 'string') {
-        s.out.out(`${parsed}\nopen [-rsCnkU] [-t cache] [-d discard] [-o options] [path]\n`);
+      if ('report' in parsed) { s.out.report(`${parsed.report}\n`); return 'failed'; }
+      if ('usage' in parsed) {
+        if (parsed.usage !== '') s.out.err(`${parsed.usage}\n`);
+        s.out.out('open [-rsCnkU] [-t cache] [-d discard] [-o options] [path] -- open the file specified by path\n');
         return 'failed';
       }
       return await s.open(parsed.name, parsed.options) ? 'ok' : 'failed';
@@ -184,8 +186,8 @@ const SESSION_COMMANDS: readonly SessionCommand[] = [
   },
 ];
 
-/** `open [-rsCnkU] [-t cache] [-d discard] [-o options] [path]`; a string is what was wrong. */
-function parseOpenCommand(words: string[]): { name: string | undefined; options: IoOpenOptions } | string {
+/** `open [-rsCnkU] [-t cache] [-d discard] [-o options] [path]`, or what was wrong with it. */
+function parseOpenCommand(words: string[]): { name: string | undefined; options: IoOpenOptions } | { usage: string } | { report: string } {
   const options: IoOpenOptions = { readOnly: false, cache: 'writethrough', extra: [] };
   let i = 0;
   for (; i < words.length && words[i]!.startsWith('-'); i++) {
@@ -194,10 +196,10 @@ function parseOpenCommand(words: string[]): { name: string | undefined; options:
       const flag = w[k]!;
       if ('tdo'.includes(flag)) {
         const value = w.slice(k + 1) || words[++i];
-        if (value === undefined) return `open: option requires an argument -- '${flag}'`;
+        if (value === undefined) return { usage: `open: option requires an argument -- '${flag}'` };
         if (flag === 't') {
           const cache = parseCacheMode(value);
-          if (cache === undefined) return `Invalid cache option: ${value}`;
+          if (cache === undefined) return { report: `Invalid cache option: ${value}` };
           options.cache = cache;
         } else if (flag === 'd') options.discard = value;
         else options.extra.push(value);
@@ -209,10 +211,10 @@ function parseOpenCommand(words: string[]): { name: string | undefined; options:
       else if (flag === 'U') options.forceShare = true;
       else if (flag === 'n') options.cache = 'none';
       else if (flag === 'k') options.aio = 'native';
-      else return `open: invalid option -- '${flag}'`;
+      else return { usage: `open: invalid option -- '${flag}'` };
     }
   }
   const rest = words.slice(i);
-  if (rest.length > 1) return 'open: too many arguments';
+  if (rest.length > 1) return { usage: '' };
   return { name: rest[0], options };
 }

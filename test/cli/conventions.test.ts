@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertQemuClean, exists, ok, qed, qemuImg, qemuWrite, scratch, sha256 } from '../support/cli-run.js';
 
-const COMMANDS = ['create', 'info', 'io', 'map', 'check', 'convert', 'compare', 'resize', 'commit', 'rebase', 'amend', 'measure', 'bench'] as const;
+const COMMANDS = ['create', 'info', 'io', 'map', 'check', 'convert', 'compare', 'resize', 'commit', 'rebase', 'amend', 'measure', 'bench', 'dd'] as const;
 
 /** Arguments that make each command fail at run time on a missing file (and its expected exit code). */
 const FAILING: Record<(typeof COMMANDS)[number], { args: string[]; code: number }> = {
@@ -25,6 +25,7 @@ const FAILING: Record<(typeof COMMANDS)[number], { args: string[]; code: number 
   amend: { args: ['amend', '-o', 'backing_file=x.raw', 'missing.qed'], code: 1 },
   measure: { args: ['measure', '-O', 'qed', 'missing.qed'], code: 1 },
   bench: { args: ['bench', '-c', '1', 'missing.qed'], code: 1 },
+  dd: { args: ['dd', 'if=missing.qed', 'of=out.raw'], code: 1 },
 };
 
 function assertUsage(what: string, r: { stdout: string; stderr: string; code: number }, command: string): void {
@@ -63,7 +64,8 @@ describe('qed command conventions', { concurrency: 2 }, () => {
       const r = await qed(args, dir);
       try { assertUsage(what, r, args[0]!); } catch (err) { problems.push(`${(err as Error).message}\n${r.stderr}`); }
     };
-    for (const command of COMMANDS) await expectUsage(`${command} without arguments`, [command]);
+    // io is the exception: as qemu-io, with no image and no -c it reads commands from standard input.
+    for (const command of COMMANDS.filter((c) => c !== 'io')) await expectUsage(`${command} without arguments`, [command]);
     await expectUsage('compare with one image', ['compare', 'a.qed']);
     await expectUsage('resize without a size', ['resize', 'a.qed']);
     assert.deepEqual(problems, []);

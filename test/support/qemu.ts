@@ -22,7 +22,11 @@ export interface RunResult {
   code: number;
 }
 
-export interface RunOptions { cwd?: string }
+export interface RunOptions {
+  cwd?: string;
+  /** What the program reads on standard input; without it, standard input is closed at once. */
+  input?: string;
+}
 
 /** The compiled CLI, next to this file's compiled copy: dist/test/support → dist/src/cli. */
 export const QED_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -30,7 +34,7 @@ export const QED_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.met
 /** Run a program without a shell; a non-zero exit is a result, not an exception. */
 export function run(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    execFile(program, args, { cwd: options.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    const child = execFile(program, args, { cwd: options.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number' && err.signal == null) {
         reject(new Error(`could not run ${program}: ${err.message}`));
         return;
@@ -38,6 +42,9 @@ export function run(program: string, args: readonly string[], options: RunOption
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ stdout, stderr, code });
     });
+    // A program that exits without reading its input must not fail the run with EPIPE.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input ?? '');
   });
 }
 
