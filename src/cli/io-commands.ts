@@ -14,6 +14,8 @@ export interface IoOutput {
   err(text: string): void;
   /** "<program>: text" on stderr, as QEMU's error_report. */
   report(text: string): void;
+  /** Why a request failed, beyond qemu-io's strerror line (printed by qed under its own name only). */
+  detail(err: unknown): void;
 }
 
 /** What a command may touch: the device and the set of aio requests still in flight. */
@@ -190,8 +192,7 @@ const read = defineCommand({ name: 'read', oneline: 'reads a number of bytes at 
   try {
     seconds = await timed(() => ctx.device.read(buf, offset));
   } catch (err) {
-    ctx.out(`read failed: ${strerror(err)}\n`);
-    return 'failed';
+    return requestFailed(ctx, 'read', err);
   }
   let outcome: Outcome = 'ok';
   if (patternByte !== undefined && !matches(buf, patternByte, patternOffset, patternLength)) {
@@ -215,8 +216,7 @@ const readv = defineCommand({ name: 'readv', oneline: 'reads a number of bytes a
   try {
     seconds = await timed(() => ctx.device.read(buf, offset));
   } catch (err) {
-    ctx.out(`readv failed: ${strerror(err)}\n`);
-    return 'failed';
+    return requestFailed(ctx, 'readv', err);
   }
   let outcome: Outcome = 'ok';
   if (patternByte !== undefined && !matches(buf, patternByte, 0, length)) {
@@ -251,12 +251,18 @@ const write = defineCommand({ name: 'write', oneline: 'writes a number of bytes 
       ? ctx.device.writeZeroes(offset, length, { mayUnmap: flags.has('u'), fua: flags.has('f') })
       : ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') })));
   } catch (err) {
-    ctx.out(`write failed: ${strerror(err)}\n`);
-    return 'failed';
+    return requestFailed(ctx, 'write', err);
   }
   if (!flags.has('q')) report(ctx, 'wrote', offset, length, seconds, flags.has('C'));
   return 'ok';
 });
+
+/** qemu-io's "<verb> failed: <strerror>" on stdout, and our own reason where qed speaks for itself. */
+function requestFailed(ctx: IoContext, verb: string, err: unknown): Outcome {
+  ctx.out(`${verb} failed: ${strerror(err)}\n`);
+  ctx.detail(err);
+  return 'failed';
+}
 
 function refuse(ctx: IoContext, message: string): Outcome {
   ctx.out(`${message}\n`);
@@ -273,8 +279,7 @@ const writev = defineCommand({ name: 'writev', oneline: 'writes a number of byte
   try {
     seconds = await timed(() => ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') }));
   } catch (err) {
-    ctx.out(`writev failed: ${strerror(err)}\n`);
-    return 'failed';
+    return requestFailed(ctx, 'writev', err);
   }
   if (!flags.has('q')) report(ctx, 'wrote', offset, length, seconds, flags.has('C'));
   return 'ok';
@@ -299,7 +304,7 @@ const aioRead = defineCommand({ name: 'aio_read', oneline: 'asynchronously reads
     if (flags.has('q')) return;
     if (flags.has('v')) ctx.out(hexdump(buf, offset));
     report(ctx, 'read', offset, length, (performance.now() - started) / 1000, flags.has('C'));
-  }, (err: unknown) => { ctx.out(`readv failed: ${strerror(err)}\n`); }));
+  }, (err: unknown) => { requestFailed(ctx, 'readv', err); }));
   return 'ok';
 });
 
@@ -319,7 +324,7 @@ const aioWrite = defineCommand({ name: 'aio_write', oneline: 'asynchronously wri
     : ctx.device.write(new Uint8Array(length).fill(fill), offset, { fua: flags.has('f') });
   ctx.startAio(request.then(() => {
     if (!flags.has('q')) report(ctx, 'wrote', offset, length, (performance.now() - started) / 1000, flags.has('C'));
-  }, (err: unknown) => { ctx.out(`aio_write failed: ${strerror(err)}\n`); }));
+  }, (err: unknown) => { requestFailed(ctx, 'aio_write', err); }));
   return 'ok';
 });
 
@@ -332,8 +337,7 @@ const discard = defineCommand({ name: 'discard', oneline: 'discards a number of 
   try {
     seconds = await timed(() => ctx.device.discard(offset, length));
   } catch (err) {
-    ctx.out(`discard failed: ${strerror(err)}\n`);
-    return 'failed';
+    return requestFailed(ctx, 'discard', err);
   }
   if (!flags.has('q')) report(ctx, 'discard', offset, length, seconds, flags.has('C'));
   return 'ok';

@@ -3,6 +3,7 @@
 // Commands come from -c options or, with none, one per line from standard input after
 // qemu-io's prompt.
 import { createInterface } from 'node:readline';
+import { printable } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
 import { IO_COMMANDS, type IoCommand, type IoContext, type IoOutput, type Outcome } from './io-commands.js';
 import { currentPersona } from './persona.js';
@@ -29,8 +30,12 @@ export class IoSession {
       this.image = await openIoImage(name, options, this.imageOpts);
       return true;
     } catch (err) {
-      const message = currentPersona() === 'qed' ? (err instanceof Error ? err.message : String(err)) : qemuWording(err);
-      this.output.report(`can't open${name !== undefined && !this.imageOpts ? ` device ${name}` : ''}: ${message}\n`);
+      if (currentPersona() === 'qed') {
+        // qed's own convention: "qed: io: <file>: <what went wrong>".
+        this.output.report(`${name === undefined ? '' : `${printable(name)}: `}${printable(err instanceof Error ? err.message : String(err))}\n`);
+      } else {
+        this.output.report(`can't open${name !== undefined && !this.imageOpts ? ` device ${name}` : ''}: ${qemuWording(err)}\n`);
+      }
       return false;
     }
   }

@@ -2,11 +2,11 @@
 // qemu-io's options and command loop: with no -c, commands are read from standard input.
 import type { Command } from 'commander';
 import type { RunCommand } from './report.js';
-import { UnsupportedError, UsageError } from '../base/errors.js';
+import { UnsupportedError, UsageError, printable } from '../base/errors.js';
 import { IoSession } from './io-session.js';
 import { parseCacheMode, type CacheMode, type IoOpenOptions } from './io-open.js';
 import { parseFormat } from './options.js';
-import { errorPrefix } from './persona.js';
+import { currentPersona, errorPrefix } from './persona.js';
 
 interface IoFlags {
   format?: string; readOnly?: boolean; forceShare?: boolean; cmd: string[]; snapshot?: boolean; copyOnRead?: boolean;
@@ -54,6 +54,9 @@ export function registerIo(program: Command, run: RunCommand): void {
         out: (t) => process.stdout.write(t),
         err: (t) => process.stderr.write(t),
         report: (t) => process.stderr.write(`${errorPrefix('io')}${t}`),
+        detail: (err) => {
+          if (currentPersona() === 'qed') process.stderr.write(`${errorPrefix('io')}${printable(err instanceof Error ? err.message : String(err))}\n`);
+        },
       }, Boolean(flags.imageOpts));
       if (file !== undefined && !await session.open(file, options)) return 1;
       let ok: boolean;

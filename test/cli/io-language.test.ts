@@ -124,7 +124,7 @@ describe('qed io speaks qemu-io 7.2', { concurrency: 2 }, () => {
     const dir = await twoCopies(t, true);
     const r = await qed(['io', '-C', '-r', '-f', 'qed', '-c', 'read 0 512', 'ours.qed'], { cwd: dir });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /can't open device ours\.qed: Can't use copy-on-read on read-only device\n$/);
+    assert.match(r.stderr, /^qed: io: ours\.qed: Can't use copy-on-read on read-only device\n$/);
   });
 
   it('cache modes: writeback, writethrough and unsafe open; none (O_DIRECT) and native aio are refused as not supported', async (t) => {
