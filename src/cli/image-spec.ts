@@ -14,8 +14,8 @@ export interface ImageSpec {
   noBacking?: boolean;
   /** locking=off: take no image locks. */
   lock?: boolean;
-  /** driver=file: the bytes of a regular file, with QEMU's file-protocol checks. */
-  protocolOnly?: boolean;
+  /** A protocol driver named alone (driver=file, host_device, host_cdrom): raw bytes, with its checks. */
+  protocol?: 'file' | 'host_device' | 'host_cdrom';
   /** The image's bytes are the guest content of this other image, not a file. */
   container?: ImageSpec;
 }
@@ -44,7 +44,7 @@ function plainPath(path: string): string {
 export function imageArgument(name: string, imageOpts: boolean, format: ImageFormat | undefined): { path: string; format?: ImageFormat } {
   if (imageOpts && format !== undefined) throw new UsageError('--image-opts and -f are mutually exclusive');
   const spec = imageOpts ? parseImageOpts(name) : parseImageName(name);
-  for (const key of ['readOnly', 'forceShare', 'noBacking', 'container'] as const) {
+  for (const key of ['readOnly', 'forceShare', 'noBacking', 'container', 'protocol'] as const) {
     if (spec[key] !== undefined) throw new UnsupportedError(`image option '${key}' for this command`);
   }
   return { path: spec.path, format: format ?? spec.format };
@@ -96,15 +96,15 @@ function parseNode(options: Map<string, string | null>, prefix: string): ImageSp
       const locking = take('file.locking');
       if (locking !== undefined) spec.lock = lockingMode(locking);
     }
-  } else if (driver === 'file') {
+  } else if (driver === 'file' || driver === 'host_device' || driver === 'host_cdrom') {
     spec.format = 'raw';
-    spec.protocolOnly = true;
+    spec.protocol = driver;
     const locking = take('locking');
     if (locking !== undefined) spec.lock = lockingMode(locking);
   } else if (driver === undefined || driver === null) {
     throw new UsageError("the image options name no 'driver'");
   } else {
-    throw new UnsupportedError(`driver '${driver}' (we have qed, raw and file)`);
+    throw new UnsupportedError(`driver '${driver}' (we have qed, raw, file and host_device)`);
   }
   const filename = take(filenameKey);
   if (typeof filename === 'string') spec.path = filename;

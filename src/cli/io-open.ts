@@ -1,10 +1,10 @@
 // Opening the image of a qemu-io session with qemu-io's options: read-only, snapshot (writes
 // go to a temporary overlay that is deleted at close), copy-on-read, the cache mode, the aio
 // engine, the discard mode, and image names as json:{...}, file:PATH or --image-opts.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { UnsupportedError, UsageError } from '../base/errors.js';
+import { IoError, UnsupportedError, UsageError } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
 import type { ImageFormat } from '../format/probe.js';
 import { createImage } from '../ops/create.js';
@@ -57,8 +57,11 @@ export async function openIoImage(name: string | undefined, options: IoOpenOptio
     if (options.snapshot) throw new UnsupportedError('-s with an image inside another image');
     return openNested(spec, format, readOnly, modes);
   }
+  if (spec.protocol !== undefined) await checkProtocol(spec.protocol, spec.path, readOnly);
   if (!options.snapshot) {
-    const device = await openDevice(spec.path, { format, readOnly, forceShare, noBacking: spec.noBacking, lock: spec.lock });
+    const device = await openDevice(spec.path, {
+      format, readOnly, forceShare, noBacking: spec.noBacking, lock: spec.lock, characterDevices: spec.protocol === 'host_device' || spec.protocol === 'host_cdrom',
+    });
     return { device: new ModedDevice(device, modes), close: () => device.close() };
   }
   return openSnapshot(spec, format, modes);
@@ -71,6 +74,25 @@ function imageSpec(name: string | undefined, options: IoOpenOptions, imageOpts: 
   }
   if (name === undefined) throw new UsageError('no image named');
   return parseImageName(name);
+}
+
+/**
+ * What QEMU's protocol drivers demand of the path, in the order they find out: a read-write
+ * open of a directory fails in open(2); then 'file' wants a regular file and 'host_device'
+ * (and 'host_cdrom') a character or block device.
+ */
+async function checkProtocol(protocol: NonNullable<ImageSpec['protocol']>, path: string, readOnly: boolean): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    return; // the open itself reports a missing file
+  }
+  if (info.isDirectory() && !readOnly) throw new IoError(`could not open '${path}': Is a directory`, { path, errno: 'EISDIR' });
+  if (protocol === 'file' && !info.isFile()) throw new UsageError(`'file' driver requires '${path}' to be a regular file`, { path });
+  if (protocol !== 'file' && !info.isCharacterDevice() && !info.isBlockDevice()) {
+    throw new UsageError(`'${protocol}' driver requires '${path}' to be either a character or block device`, { path });
+  }
 }
 
 /** An image whose bytes are another image's guest content (`open -o driver=qed,file.driver=qed,...`). */

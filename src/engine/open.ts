@@ -43,6 +43,8 @@ export interface OpenImageOptions {
   backingPolicy?: BackingPolicy;
   /** Read-only opens: let others write meanwhile (qemu-img -U); backing files inherit it, as in QEMU. */
   forceShare?: boolean;
+  /** The top image may be a character device (QEMU's host_device driver); see OpenFileOptions. */
+  characterDevices?: boolean;
   /** The QedImage class to build layers with (tests substitute deliberately broken ones). */
   imageClass?: typeof QedImage;
 }
@@ -100,7 +102,9 @@ async function openLayer(path: string, options: OpenImageOptions, format: ImageF
   if (chain.length > maxDepth) {
     throw new ChainError(`backing chain is deeper than ${maxDepth} backing files`, { path });
   }
-  const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write', { lock: options.lock, forceShare: options.forceShare });
+  const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write', {
+    lock: options.lock, forceShare: options.forceShare, characterDevices: chain.length === 0 ? options.characterDevices : undefined,
+  });
   try {
     const actual = format ?? await probeFile(file);
     if (actual === 'raw') return await RawImage.open(file);

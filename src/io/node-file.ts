@@ -2,17 +2,16 @@
 // take QEMU-compatible advisory locks (image-lock.ts) unless told not to; a block device's
 // size comes from the kernel, since fstat reports 0 for it (block-device.ts).
 import { constants, read as readCallback, write as writeCallback } from 'node:fs';
-import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
-import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
+import { IoError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
-/** Options of local files; `native` is for tests. */
 export interface NodeOpenOptions extends OpenFileOptions {
-  /** @internal The native addon to lock and size with (tests pass one that failed to load). */
+  /** The native addon to lock and size with (tests pass one that failed to load). */
   native?: NativeLoad;
 }
 
@@ -33,8 +32,9 @@ const NOWAIT_MAX_BYTES = 128 * 1024;
 const MAX_HOLE_RUNS = 65536;
 
 /** Images are regular files or block devices; folders, FIFOs, sockets and character devices are refused. */
-function refuseUnlessFileOrDevice(info: { isDirectory(): boolean; isFile(): boolean; isBlockDevice(): boolean }, path: string): void {
+function refuseUnlessFileOrDevice(info: { isDirectory(): boolean; isFile(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }, path: string, characterDevices = false): void {
   if (info.isDirectory()) throw new IoError(`'${path}' is a directory`, { path, errno: 'EISDIR' });
+  if (characterDevices && info.isCharacterDevice()) return;
   if (!info.isFile() && !info.isBlockDevice()) throw new IoError(`'${path}' is not a regular file or block device`, { path });
 }
 
@@ -46,6 +46,8 @@ export class NodeFile implements BlockFile {
     /** The device number when the file is a block device; null for a regular file. */
     private readonly blockDevice: bigint | null,
     private readonly native: NativeLoad,
+    /** A character device (opened only when asked for): fdatasync may not apply to it. */
+    private readonly characterDevice = false,
   ) {}
 
   static async open(path: string, mode: OpenMode, options: NodeOpenOptions = {}): Promise<NodeFile> {
@@ -57,15 +59,15 @@ export class NodeFile implements BlockFile {
       // Refuse FIFOs, sockets and character devices before opening: opening a FIFO blocks
       // until a writer appears. O_NONBLOCK covers one swapped in after the stat; it changes
       // nothing for regular files and block devices. The fstat below is the real check.
-      refuseUnlessFileOrDevice(await stat(path), path);
+      refuseUnlessFileOrDevice(await stat(path), path, options.characterDevices);
       const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NONBLOCK;
       const handle = await open(path, flags);
       try {
         const info = await handle.stat({ bigint: true });
-        refuseUnlessFileOrDevice(info, path);
+        refuseUnlessFileOrDevice(info, path, options.characterDevices);
         const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
         lockOpenFile(handle, path, access, options, native);
-        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native);
+        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native, info.isCharacterDevice());
       } catch (err) {
         await handle.close().catch(() => undefined);
         throw err;
@@ -83,7 +85,7 @@ export class NodeFile implements BlockFile {
   static async create(path: string, options: NodeOpenOptions = {}): Promise<NodeFile> {
     const native = options.native ?? loadNative();
     try {
-      const handle = await open(path, constants.O_RDWR | constants.O_CREAT | (options.exclusive ? constants.O_EXCL : 0));
+      const handle = await open(path, constants.O_RDWR | constants.O_CREAT);
       try {
         const info = await handle.stat({ bigint: true });
         lockOpenFile(handle, path, 'create', options, native);
@@ -91,8 +93,6 @@ export class NodeFile implements BlockFile {
         return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native);
       } catch (err) {
         await handle.close().catch(() => undefined);
-        // An exclusive create made the file itself: a refused lock must not leave it behind.
-        if (options.exclusive) await unlink(path).catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -130,7 +130,13 @@ export class NodeFile implements BlockFile {
   }
 
   async flush(): Promise<void> {
-    try { await this.handle.datasync(); } catch (err) { throw wrapIoError('flush', this.path, undefined, err); }
+    try {
+      await this.handle.datasync();
+    } catch (err) {
+      // fdatasync(2) says EINVAL for special files that have nothing to synchronize (/dev/null).
+      if (this.characterDevice && (err as { code?: unknown }).code === 'EINVAL') return;
+      throw wrapIoError('flush', this.path, undefined, err);
+    }
   }
 
   async size(): Promise<number> {
@@ -214,7 +220,7 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
     lockShared: (byte) => {
       // Only an exclusive lock blocks a shared one, and QEMU's scheme takes none: some other
       // program is locking this file.
-      if (!io.lockByte(fd, byte, 'shared')) throw new LockedError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path });
+      if (!io.lockByte(fd, byte, 'shared')) throw new IoError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path, errno: 'EAGAIN' });
     },
     unlock: (byte) => { io.lockByte(fd, byte, 'unlock'); },
     isLockedByOthers: (byte) => io.isByteLocked(fd, byte),
@@ -225,7 +231,6 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
 export class NodeFileStore implements FileStore {
   /** `defaults` apply where an open leaves an option unset. */
   constructor(private readonly defaults: NodeOpenOptions = {}) {}
-  /** Open a local file (see FileStore.open). */
   open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
     return NodeFile.open(path, mode, this.withDefaults(options));
   }
@@ -236,7 +241,7 @@ export class NodeFileStore implements FileStore {
     return {
       lock: options.lock ?? this.defaults.lock,
       forceShare: options.forceShare ?? this.defaults.forceShare,
-      exclusive: options.exclusive,
+      characterDevices: options.characterDevices,
       native: this.defaults.native,
     };
   }
@@ -250,9 +255,6 @@ export class NodeFileStore implements FileStore {
     try { return await realpath(path); } catch { return resolve(path); }
   }
   allocatedBytes(path: string): Promise<number> { return allocatedBytes(path); }
-  async remove(path: string): Promise<void> {
-    try { await unlink(path); } catch (err) { throw wrapIoError('remove', path, undefined, err); }
-  }
 }
 
 /** Allocated bytes of a local file (qemu-img's "disk size" / actual-size). */

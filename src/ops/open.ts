@@ -23,6 +23,8 @@ export interface OpenOptions {
   backingPolicy?: BackingPolicy;
   /** Read-only opens: let others write meanwhile (qemu-img -U). */
   forceShare?: boolean;
+  /** The image may be a character device (QEMU's host_device driver). */
+  characterDevices?: boolean;
   imageClass?: OpenImageOptions['imageClass'];
   /** Stops the repair a dirty image's read-write open runs (it stays dirty and is repaired next time). */
   signal?: AbortSignal;

@@ -173,4 +173,22 @@ describe('qed io speaks qemu-io 7.2', { concurrency: 2 }, () => {
     assert.doesNotMatch(r.stdout, /Pattern verification failed/);
     assert.match(r.stdout, /read 512\/512 bytes at offset 512/);
   });
+
+  it('the file and host_device drivers check the path as QEMU\'s do: same lines for a directory and /dev/null', async (t) => {
+    const dir = await scratchDir(t);
+    await mkdir(join(dir, 'adir'));
+    await mkdir(join(dir, 'bin'));
+    await symlink(QED_CLI, join(dir, 'bin', 'qemu-io'));
+    for (const driver of ['file', 'host_device', 'host_cdrom']) {
+      for (const target of ['adir', '/dev/null']) {
+        for (const ro of ['-r ', '']) {
+          const open = `open ${ro}-o driver=${driver},filename=${target}${target === '/dev/null' ? ',locking=off' : ''}`;
+          const theirs = await qemuIo(['-c', open], { cwd: dir });
+          const ours = await run(process.execPath, [join(dir, 'bin', 'qemu-io'), '-c', open], { cwd: dir });
+          assert.equal(ours.code, theirs.code, `${open}\n${describeRun('qed io', ours)}`);
+          assert.equal(ours.stderr, theirs.stderr, open);
+        }
+      }
+    }
+  });
 });
