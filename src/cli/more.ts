@@ -1,6 +1,7 @@
 // qed commit, rebase, amend, measure, bench: the remaining qemu-img jobs.
 import type { Command } from 'commander';
-import { UsageError } from '../base/errors.js';
+import { UnsupportedError, UsageError } from '../base/errors.js';
+import { backingDepthOf } from '../ops/commit-base.js';
 import { amendImage } from '../ops/amend.js';
 import { benchImage } from '../ops/bench.js';
 import { commitImage } from '../ops/commit.js';
@@ -14,17 +15,24 @@ import { parseSize } from './sizes.js';
 export function registerCommit(program: Command, run: RunCommand): void {
   program.command('commit')
     .description("write an overlay's data into its backing file")
-    .usage('[-f FMT] [-p] [-d] [-q] FILE')
+    .usage('[-f FMT] [-p] [-d] [-b BASE] [-q] FILE')
     .option('-f, --format <fmt>', 'image format (probed when not given)')
     .option('-p, --progress', 'show a progress bar (on a terminal)')
     .option('-d, --keep', 'do not empty the overlay afterwards')
+    .option('-b, --base <file>', 'the backing file to commit into, which must be FILE\'s own (implies -d, as in qemu-img)')
     .option('-q, --quiet', 'print nothing on success')
     .argument('<file>')
     .addHelpText('after', '\nExample:\n  qed commit overlay.qed')
-    .action((file: string, flags: { format?: string; progress?: boolean; keep?: boolean; quiet?: boolean }) => run('commit', file, async () => {
+    .action((file: string, flags: { format?: string; progress?: boolean; keep?: boolean; quiet?: boolean; base?: string }) => run('commit', file, async () => {
+      if (flags.base !== undefined) {
+        const depth = await backingDepthOf(file, flags.base, { format: parseFormat(flags.format) });
+        if (depth === null) throw new UsageError(`Did not find '${flags.base}' in the backing chain of '${file}'`);
+        if (depth > 1) throw new UnsupportedError(`committing into '${flags.base}', which lies below FILE's backing file (only its own backing file can take the commit)`);
+      }
       const progress = startProgress(Boolean(flags.progress), 'commit');
       try {
-        await commitImage(file, { format: parseFormat(flags.format), keepOverlay: flags.keep, onProgress: (d, t) => progress.update(d, t) });
+        // -b implies -d in qemu-img: the image keeps its data.
+        await commitImage(file, { format: parseFormat(flags.format), keepOverlay: flags.keep || flags.base !== undefined, onProgress: (d, t) => progress.update(d, t) });
       } finally {
         progress.stop();
       }

@@ -116,4 +116,28 @@ describe('qed as a drop-in for qemu-img', { concurrency: 2 }, () => {
       else assert.match(ours.stderr, /^qemu-img: Could not open 'missing\.qed': No such file or directory\n$/);
     }
   });
+
+  it('commit -b names the backing file relative to the image, keeps the image\'s data, and refuses a name not in the chain', async (t) => {
+    const dir = await scratchDir(t);
+    const make = async (who: string) => {
+      await mkdir(join(dir, who));
+      await succeed('base', qemuImg(['create', '-q', '-f', 'qed', `${who}/t.base`, '1M'], { cwd: dir }));
+      await succeed('mid', qemuImg(['create', '-q', '-f', 'qed', '-b', 't.base', '-F', 'qed', `${who}/t.mid`], { cwd: dir }));
+      await succeed('top', qemuImg(['create', '-q', '-f', 'qed', '-b', 't.mid', '-F', 'qed', `${who}/t.qed`], { cwd: dir }));
+      await succeed('data', qemuIo(['-f', 'qed', '-c', 'write -P 7 0 64k', `${who}/t.qed`], { cwd: dir }));
+    };
+    await make('ours');
+    await make('theirs');
+    for (const base of ['t.mid', 'WHO/t.mid', `${dir}/WHO/t.mid`]) {
+      const theirs = await qemuImg(['commit', '-b', base.replace('WHO', 'theirs'), 'theirs/t.qed'], { cwd: dir });
+      const ours = await qed(['commit', '-b', base.replace('WHO', 'ours'), 'ours/t.qed'], { cwd: dir });
+      assert.equal(ours.code, theirs.code, `${base}\n${describeRun('qed commit', ours)}`);
+      assert.equal(ours.stdout, theirs.stdout, base);
+    }
+    for (const image of ['t.qed', 't.mid']) await sameOutput(dir, ['compare', `theirs/${image}`, `ours/${image}`]);
+    await succeed('still there', qemuIo(['-r', '-f', 'qed', '-c', 'read -P 7 0 64k', 'ours/t.qed'], { cwd: dir }));
+    const deeper = await qed(['commit', '-b', 't.base', 'ours/t.qed'], { cwd: dir });
+    assert.equal(deeper.code, 1);
+    assert.match(deeper.stderr, /not supported: committing into 't\.base'/);
+  });
 });
