@@ -2,14 +2,13 @@
 // sparse: ranges the source chain reports as zero are not read, and zero blocks of at least
 // `sparseSize` bytes in data are not written. With a backing file for the target (-B) only
 // what differs from that backing is written. Many chunks are in flight at once.
-import { UsageError, throwIfAborted } from '../base/errors.js';
+import { UsageError } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
 import { openDevice } from './open.js';
-import type { BackingPolicy } from '../engine/open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
@@ -33,11 +32,15 @@ export interface ConvertOptions {
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
   onProgress?: (done: number, total: number) => void;
-  /** Stops the copy between chunks (AbortError); the target is closed consistent, partly written. */
-  signal?: AbortSignal;
-  /** Which backing files may be followed (default: the process-wide policy, else any). */
-  backingPolicy?: BackingPolicy;
+  /**
+   * qemu-img convert --salvage: a sector that cannot be read (or whose status cannot be) is
+   * copied as zeros and reported here, and the copy goes on; without it the first error ends it.
+   */
+  salvage?: (problem: SalvagedProblem) => void;
 }
+
+/** What --salvage copied as zeros: a sector whose data, or whose block status, could not be read. */
+export interface SalvagedProblem { what: 'data' | 'block status'; offset: number; error: unknown }
 
 export const DEFAULT_SPARSE_SIZE = 4096;
 
@@ -46,7 +49,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || (sparseSize !== 0 && sparseSize % 512 !== 0)) {
     throw new UsageError(`invalid sparse size ${sparseSize}: a multiple of 512, or 0`);
   }
-  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
+  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
   let target: BlockDevice | null = null;
   try {
     const targetFormat = options.targetFormat ?? 'raw';
@@ -55,10 +58,10 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
         format: targetFormat,
         size: targetFormat === 'qed' ? alignUp(source.size, 512) : source.size,
         clusterSize: options.clusterSize, tableSize: options.tableSize,
-        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store, backingPolicy: options.backingPolicy,
+        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store,
       });
     }
-    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store, backingPolicy: options.backingPolicy });
+    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store });
     if (target.size < source.size) {
       throw new UsageError(`target '${targetPath}' (${target.size} bytes) is smaller than the source (${source.size} bytes)`);
     }
@@ -68,7 +71,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
       inFlight: options.inFlight ?? 8,
       chunkSize: options.chunkSize ?? 2 * 1024 * 1024,
       onProgress: options.onProgress,
-      signal: options.signal,
+      salvage: options.salvage,
     });
     await target.flush();
   } finally {
@@ -77,7 +80,13 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   }
 }
 
-interface CopyPlan { sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal }
+interface CopyPlan {
+  sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number;
+  onProgress?: (done: number, total: number) => void;
+  salvage?: (problem: SalvagedProblem) => void;
+}
+
+const SECTOR = 512;
 
 /**
  * Chunk buffers are reused: a buffer is free again once its chunk's writes completed, and
@@ -105,14 +114,25 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
   const targetReadsZero = plan.targetIsFresh && target.backing === null;
   const report = (length: number): void => { done += length; plan.onProgress?.(done, size); };
   async function* work(): AsyncGenerator<Piece & { zero: boolean }> {
-    for await (const run of chainBlockStatus(source, 0, size)) {
-      throwIfAborted(plan.signal, 'convert', source.path);
-      if (run.zero && plan.sparseSize !== 0 && targetReadsZero) { report(run.length); continue; }
-      for (const piece of piecesOf(run.start, run.length, plan.chunkSize)) yield { ...piece, zero: run.zero };
+    let at = 0;
+    while (at < size) {
+      try {
+        for await (const run of chainBlockStatus(source, at, size - at)) {
+          at = run.start + run.length;
+          if (run.zero && plan.sparseSize !== 0 && targetReadsZero) { report(run.length); continue; }
+          for (const piece of piecesOf(run.start, run.length, plan.chunkSize)) yield { ...piece, zero: run.zero };
+        }
+      } catch (err) {
+        if (!plan.salvage) throw err;
+        // As qemu-img --salvage: the sector whose status failed is read as data; the walk resumes after it.
+        plan.salvage({ what: 'block status', offset: at, error: err });
+        const length = Math.min(SECTOR, size - at);
+        yield { start: at, length, zero: false };
+        at += length;
+      }
     }
   }
   await runPoolOver(work(), plan.inFlight, async ({ start, length, zero }) => {
-    throwIfAborted(plan.signal, 'convert', source.path);
     const data = buffers.take();
     const current = buffers.take();
     try {
@@ -140,7 +160,7 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob
     if (!isAllZero(scratch)) await target.writeZeroes(start, length);
     return;
   }
-  await source.read(data, start);
+  await readSource(source, data, start, plan.salvage);
   if (plan.sparseSize === 0) {
     await target.write(data, start);
     return;
@@ -162,6 +182,25 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob
     }
   }
   await settleAll(writes);
+}
+
+/** Read a piece; with salvage, a failed read is retried sector by sector and unreadable sectors read as zeros. */
+async function readSource(source: BlockDevice, data: Uint8Array, start: number, salvage: ((problem: SalvagedProblem) => void) | undefined): Promise<void> {
+  try {
+    await source.read(data, start);
+    return;
+  } catch (err) {
+    if (!salvage) throw err;
+  }
+  for (let at = 0; at < data.length; at += SECTOR) {
+    const sector = data.subarray(at, Math.min(at + SECTOR, data.length));
+    try {
+      await source.read(sector, start + at);
+    } catch (err) {
+      salvage({ what: 'data', offset: start + at, error: err });
+      sector.fill(0);
+    }
+  }
 }
 
 /** Over a backing file, write only the blocks that differ from what the target shows. */

@@ -3,9 +3,10 @@
 // warning order, rebase writing zeros as data, and, run under the name qemu-img, error lines
 // in QEMU's words. qemu-img does the same on its own copy and is the judge.
 import assert from 'node:assert/strict';
-import { mkdir, symlink } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { ImageBuilder } from '../support/image-builder.js';
 import { QED_CLI, describeRun, qed, qemuImg, qemuIo, run, scratchDir, succeed } from '../support/qemu.js';
 
 async function imageWithData(dir: string, name: string): Promise<void> {
@@ -139,5 +140,28 @@ describe('qed as a drop-in for qemu-img', { concurrency: 2 }, () => {
     const deeper = await qed(['commit', '-b', 't.base', 'ours/t.qed'], { cwd: dir });
     assert.equal(deeper.code, 1);
     assert.match(deeper.stderr, /not supported: committing into 't\.base'/);
+  });
+
+  it('convert --salvage copies unreadable sectors as zeros with a warning each, and goes on; without it the copy fails', async (t) => {
+    const dir = await scratchDir(t);
+    const cs = 4096;
+    const b = new ImageBuilder({ clusterSize: cs, tableSize: 4, imageSize: 16 * cs });
+    b.mapData(0, 0x11);
+    b.mapData(2, 0x33);
+    b.setL2(b.tableOf(0), 1, 0x7fff_0000_0000_0000n);
+    await writeFile(join(dir, 'broken.qed'), b.toBytes());
+    const plain = await qed(['convert', '-O', 'raw', 'broken.qed', 'plain.raw'], { cwd: dir });
+    assert.equal(plain.code, 1);
+    const r = await qed(['convert', '--salvage', '-O', 'raw', 'broken.qed', 'saved.raw'], { cwd: dir });
+    assert.equal(r.code, 0, describeRun('qed convert --salvage', r));
+    assert.match(r.stderr, /^qed: convert: warning: error while reading (block status at )?offset 4096: /m);
+    const saved = await readFile(join(dir, 'saved.raw'));
+    assert.equal(saved.length, 16 * cs);
+    assert.ok(saved.subarray(0, cs).every((x) => x === 0x11));
+    assert.ok(saved.subarray(cs, 2 * cs).every((x) => x === 0));
+    assert.ok(saved.subarray(2 * cs, 3 * cs).every((x) => x === 0x33));
+    const quiet = await qed(['convert', '-q', '--salvage', '-O', 'raw', 'broken.qed', 'quiet.raw'], { cwd: dir });
+    assert.equal(quiet.code, 0);
+    assert.equal(quiet.stderr, '');
   });
 });
