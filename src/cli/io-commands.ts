@@ -374,7 +374,7 @@ const length = defineCommand({ name: 'length', oneline: 'gets the length of the 
 /** Whether the top layer holds [offset, offset+length): zero clusters count as allocated, as in QEMU. */
 async function allocatedRuns(device: BlockDevice, offset: number, length: number): Promise<Array<{ start: number; length: number; allocated: boolean }>> {
   const runs: Array<{ start: number; length: number; allocated: boolean }> = [];
-  for (const e of await device.blockStatus(offset, length)) {
+  for (const e of await device.layerStatus(offset, length)) {
     const allocated = e.kind !== 'unallocated';
     const last = runs[runs.length - 1];
     if (last && last.allocated === allocated) last.length += e.length;

@@ -3,6 +3,10 @@
 // Node files, memory, the crash-recording file of the tests and, later, remote objects all
 // implement it; nothing above src/io touches node:fs.
 
+/**
+ * One file as the engine uses it: positioned reads and writes, size, flush. Implement it (with
+ * a FileStore) to keep images somewhere else: an object store, a browser file, memory.
+ */
 export interface BlockFile {
   /** Name used in error messages (a path, or a label for memory files). */
   readonly path: string;
@@ -16,6 +20,7 @@ export interface BlockFile {
   write(buf: Uint8Array, offset: number): Promise<void>;
   /** Make every completed write and truncate durable (fdatasync). */
   flush(): Promise<void>;
+  /** Current length in bytes. */
   size(): Promise<number>;
   /**
    * Where the file holds data and where it has holes in [offset, offset+length), in order, if
@@ -23,10 +28,13 @@ export interface BlockFile {
    * must be taken as data. Optional: stores without holes need not implement it.
    */
   findData?(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null>;
+  /** Set the length; new bytes read as zeros. */
   truncate(size: number): Promise<void>;
+  /** Release the file (and its locks). */
   close(): Promise<void>;
 }
 
+/** How a file is opened. */
 export type OpenMode = 'read-only' | 'read-write';
 
 /**
@@ -39,6 +47,8 @@ export interface OpenFileOptions {
   lock?: boolean;
   /** Read-only opens only: let others write meanwhile (qemu-img -U / force-share). */
   forceShare?: boolean;
+  /** create() only: refuse (errno EEXIST) if the file exists, instead of replacing it. */
+  exclusive?: boolean;
   /**
    * Also open character devices (QEMU's host_device driver, asked for by name). By default
    * they are refused: reading one as an image is rarely meant, and some never end.
@@ -51,6 +61,7 @@ export interface OpenFileOptions {
  * it, so a confined or remote store can decide what a name means.
  */
 export interface FileStore {
+  /** Open an existing file; refused (LockedError) while another opener's access conflicts. */
   open(path: string, mode: OpenMode, options?: OpenFileOptions): Promise<BlockFile>;
   /** Create (or truncate) a file for a new image; refused while another opener uses it. */
   create(path: string, options?: OpenFileOptions): Promise<BlockFile>;
@@ -60,4 +71,6 @@ export interface FileStore {
   identity(path: string): Promise<string>;
   /** Bytes the file really occupies (qemu-img's "disk size"), where the store can tell. */
   allocatedBytes?(path: string): Promise<number>;
+  /** Delete a file (a half-written image after a failed import); stores without it keep the file. */
+  remove?(path: string): Promise<void>;
 }

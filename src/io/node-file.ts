@@ -2,16 +2,17 @@
 // take QEMU-compatible advisory locks (image-lock.ts) unless told not to; a block device's
 // size comes from the kernel, since fstat reports 0 for it (block-device.ts).
 import { constants, read as readCallback, write as writeCallback } from 'node:fs';
-import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
-import { IoError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
+import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
+/** Options of local files; `native` is for tests. */
 export interface NodeOpenOptions extends OpenFileOptions {
-  /** The native addon to lock and size with (tests pass one that failed to load). */
+  /** @internal The native addon to lock and size with (tests pass one that failed to load). */
   native?: NativeLoad;
 }
 
@@ -85,7 +86,7 @@ export class NodeFile implements BlockFile {
   static async create(path: string, options: NodeOpenOptions = {}): Promise<NodeFile> {
     const native = options.native ?? loadNative();
     try {
-      const handle = await open(path, constants.O_RDWR | constants.O_CREAT);
+      const handle = await open(path, constants.O_RDWR | constants.O_CREAT | (options.exclusive ? constants.O_EXCL : 0));
       try {
         const info = await handle.stat({ bigint: true });
         lockOpenFile(handle, path, 'create', options, native);
@@ -93,6 +94,8 @@ export class NodeFile implements BlockFile {
         return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native);
       } catch (err) {
         await handle.close().catch(() => undefined);
+        // An exclusive create made the file itself: a refused lock must not leave it behind.
+        if (options.exclusive) await unlink(path).catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -220,7 +223,7 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
     lockShared: (byte) => {
       // Only an exclusive lock blocks a shared one, and QEMU's scheme takes none: some other
       // program is locking this file.
-      if (!io.lockByte(fd, byte, 'shared')) throw new IoError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path, errno: 'EAGAIN' });
+      if (!io.lockByte(fd, byte, 'shared')) throw new LockedError(`Failed to lock byte ${byte}: Is another process using the image [${path}]?`, { path });
     },
     unlock: (byte) => { io.lockByte(fd, byte, 'unlock'); },
     isLockedByOthers: (byte) => io.isByteLocked(fd, byte),
@@ -231,6 +234,7 @@ function fcntlLocks(fd: number, io: NativeIo, path: string): ByteLocks {
 export class NodeFileStore implements FileStore {
   /** `defaults` apply where an open leaves an option unset. */
   constructor(private readonly defaults: NodeOpenOptions = {}) {}
+  /** Open a local file (see FileStore.open). */
   open(path: string, mode: OpenMode, options: OpenFileOptions = {}): Promise<BlockFile> {
     return NodeFile.open(path, mode, this.withDefaults(options));
   }
@@ -241,6 +245,7 @@ export class NodeFileStore implements FileStore {
     return {
       lock: options.lock ?? this.defaults.lock,
       forceShare: options.forceShare ?? this.defaults.forceShare,
+      exclusive: options.exclusive,
       characterDevices: options.characterDevices,
       native: this.defaults.native,
     };
@@ -255,6 +260,9 @@ export class NodeFileStore implements FileStore {
     try { return await realpath(path); } catch { return resolve(path); }
   }
   allocatedBytes(path: string): Promise<number> { return allocatedBytes(path); }
+  async remove(path: string): Promise<void> {
+    try { await unlink(path); } catch (err) { throw wrapIoError('remove', path, undefined, err); }
+  }
 }
 
 /** Allocated bytes of a local file (qemu-img's "disk size" / actual-size). */

@@ -2,13 +2,14 @@
 // sparse: ranges the source chain reports as zero are not read, and zero blocks of at least
 // `sparseSize` bytes in data are not written. With a backing file for the target (-B) only
 // what differs from that backing is written. Many chunks are in flight at once.
-import { UsageError } from '../base/errors.js';
+import { AbortError, UsageError, throwIfAborted } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import { settleAll, type BlockDevice } from '../engine/device.js';
 import { createImage } from './create.js';
 import { openDevice } from './open.js';
+import type { BackingPolicy } from '../engine/open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
@@ -32,6 +33,10 @@ export interface ConvertOptions {
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** Stops the copy between chunks (AbortError); the target is closed consistent, partly written. */
+  signal?: AbortSignal;
+  /** Which backing files may be followed (default: the process-wide policy, else any). */
+  backingPolicy?: BackingPolicy;
   /**
    * qemu-img convert --salvage: a sector that cannot be read (or whose status cannot be) is
    * copied as zeros and reported here, and the copy goes on; without it the first error ends it.
@@ -49,7 +54,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
   if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || (sparseSize !== 0 && sparseSize % 512 !== 0)) {
     throw new UsageError(`invalid sparse size ${sparseSize}: a multiple of 512, or 0`);
   }
-  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare });
+  const source = await openDevice(sourcePath, { readOnly: true, format: options.sourceFormat, store: options.store, forceShare: options.forceShare, backingPolicy: options.backingPolicy });
   let target: BlockDevice | null = null;
   try {
     const targetFormat = options.targetFormat ?? 'raw';
@@ -58,10 +63,10 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
         format: targetFormat,
         size: targetFormat === 'qed' ? alignUp(source.size, 512) : source.size,
         clusterSize: options.clusterSize, tableSize: options.tableSize,
-        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store,
+        backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store, backingPolicy: options.backingPolicy,
       });
     }
-    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store });
+    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store, backingPolicy: options.backingPolicy });
     if (target.size < source.size) {
       throw new UsageError(`target '${targetPath}' (${target.size} bytes) is smaller than the source (${source.size} bytes)`);
     }
@@ -71,6 +76,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
       inFlight: options.inFlight ?? 8,
       chunkSize: options.chunkSize ?? 2 * 1024 * 1024,
       onProgress: options.onProgress,
+      signal: options.signal,
       salvage: options.salvage,
     });
     await target.flush();
@@ -83,6 +89,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
 interface CopyPlan {
   sparseSize: number; targetIsFresh: boolean; inFlight: number; chunkSize: number;
   onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
   salvage?: (problem: SalvagedProblem) => void;
 }
 
@@ -118,12 +125,13 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
     while (at < size) {
       try {
         for await (const run of chainBlockStatus(source, at, size - at)) {
+          throwIfAborted(plan.signal, 'convert', source.path);
           at = run.start + run.length;
           if (run.zero && plan.sparseSize !== 0 && targetReadsZero) { report(run.length); continue; }
           for (const piece of piecesOf(run.start, run.length, plan.chunkSize)) yield { ...piece, zero: run.zero };
         }
       } catch (err) {
-        if (!plan.salvage) throw err;
+        if (!plan.salvage || err instanceof AbortError) throw err;
         // As qemu-img --salvage: the sector whose status failed is read as data; the walk resumes after it.
         plan.salvage({ what: 'block status', offset: at, error: err });
         const length = Math.min(SECTOR, size - at);
@@ -133,6 +141,7 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
     }
   }
   await runPoolOver(work(), plan.inFlight, async ({ start, length, zero }) => {
+    throwIfAborted(plan.signal, 'convert', source.path);
     const data = buffers.take();
     const current = buffers.take();
     try {

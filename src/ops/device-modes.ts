@@ -2,7 +2,7 @@
 // durable (writethrough: each write is, as if FUA; unsafe: flushes are dropped) and
 // copy-on-read (data read through from the backing chain is written into the top image, so
 // later reads find it there). qemu-io's -t and -C.
-import type { BlockDevice, DeviceCapabilities, LayerExtent, WriteOptions, WriteZeroesOptions } from '../engine/device.js';
+import type { BlockDevice, ChainExtent, DeviceCapabilities, DeviceDescription, LayerExtent, WriteOptions, WriteZeroesOptions } from '../engine/device.js';
 import type { ImageFormat } from '../format/probe.js';
 
 export interface DeviceModes {
@@ -28,7 +28,7 @@ export class ModedDevice implements BlockDevice {
     if (!this.modes.copyOnRead || this.inner.backing === null || buf.length === 0) return this.inner.read(buf, offset);
     // Which parts come from below is decided before the read, so a part this read copies up
     // is written with exactly the bytes the read returned.
-    const fromBelow = (await this.inner.blockStatus(offset, buf.length)).filter((e) => e.kind === 'unallocated');
+    const fromBelow = (await this.inner.layerStatus(offset, buf.length)).filter((e) => e.kind === 'unallocated');
     await this.inner.read(buf, offset);
     for (const e of fromBelow) {
       const start = e.guestOffset - offset;
@@ -51,6 +51,9 @@ export class ModedDevice implements BlockDevice {
   }
 
   resize(newSize: number): Promise<void> { return this.inner.resize(newSize); }
-  blockStatus(offset: number, length: number): Promise<LayerExtent[]> { return this.inner.blockStatus(offset, length); }
+  layerStatus(offset: number, length: number): Promise<LayerExtent[]> { return this.inner.layerStatus(offset, length); }
+  blockStatus(start?: number, length?: number): AsyncGenerator<ChainExtent> { return this.inner.blockStatus(start, length); }
+  describe(): DeviceDescription { return this.inner.describe(); }
   close(): Promise<void> { return this.inner.close(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
 }
