@@ -29,8 +29,8 @@ export abstract class CheckedDevice implements BlockDevice {
   private closing: Promise<void> | null = null;
   private poisonCause: unknown = null;
 
-  protected abstract readAt(buf: Uint8Array, offset: number): Promise<void>;
-  protected abstract writeAt(buf: Uint8Array, offset: number): Promise<void>;
+  protected abstract readAt(buf: Uint8Array, offset: number): Promise<unknown>;
+  protected abstract writeAt(buf: Uint8Array, offset: number): Promise<unknown>;
   protected abstract writeZeroesAt(offset: number, length: number, options: WriteZeroesOptions): Promise<void>;
   protected abstract flushAll(): Promise<void>;
   protected abstract resizeTo(newSize: number): Promise<void>;
@@ -38,17 +38,26 @@ export abstract class CheckedDevice implements BlockDevice {
   /** Final writeback and release of files; runs once, after every admitted request settled. */
   protected abstract closeFiles(): Promise<void>;
 
-  read(buf: Uint8Array, offset: number): Promise<void> {
+  // read and write are the hot path: admitted inline, without admit's closure.
+  async read(buf: Uint8Array, offset: number): Promise<void> {
     if (!(buf instanceof Uint8Array)) return this.refuseBuffer(buf);
-    return this.admit(offset, buf.length, false, () => this.readAt(buf, offset));
+    this.enter(offset, buf.length, false);
+    try {
+      await this.readAt(buf, offset);
+    } finally {
+      this.leave();
+    }
   }
 
-  write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
+  async write(buf: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
     if (!(buf instanceof Uint8Array)) return this.refuseBuffer(buf);
-    return this.admit(offset, buf.length, true, async () => {
+    this.enter(offset, buf.length, true);
+    try {
       if (buf.length > 0) await this.writeAt(buf, offset);
-      if (options.fua) await this.flushAll();
-    });
+      if (options?.fua) await this.flushAll();
+    } finally {
+      this.leave();
+    }
   }
 
   writeZeroes(offset: number, length: number, options: WriteZeroesOptions = {}): Promise<void> {
@@ -139,13 +148,22 @@ export abstract class CheckedDevice implements BlockDevice {
   }
 
   private async admit<T>(offset: number, length: number, write: boolean, run: () => Promise<T>): Promise<T> {
-    this.checkUsable(); // [L3]
-    checkRequest(this, offset, length, write);
-    this.admitted++;
+    this.enter(offset, length, write);
     try {
       return await run();
     } finally {
-      if (--this.admitted === 0 && this.drained) { const wake = this.drained; this.drained = null; wake(); }
+      this.leave();
     }
+  }
+
+  /** Validate and count a request; every enter is paired with one leave once its I/O settled [L2]. */
+  private enter(offset: number, length: number, write: boolean): void {
+    this.checkUsable(); // [L3]
+    checkRequest(this, offset, length, write);
+    this.admitted++;
+  }
+
+  private leave(): void {
+    if (--this.admitted === 0 && this.drained) { const wake = this.drained; this.drained = null; wake(); } // [L1]
   }
 }

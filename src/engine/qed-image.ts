@@ -165,8 +165,15 @@ export class QedImage extends CheckedDevice {
     return out;
   }
 
-  protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
+  protected readAt(buf: Uint8Array, offset: number): Promise<unknown> {
+    const host = this.ctx.lookup.cachedDataOffset(offset, buf.length);
+    if (host >= 0) return this.file.read(buf, host); // inside one cached data cluster: one file call
+    return this.readMapped(buf, offset);
+  }
+
+  private async readMapped(buf: Uint8Array, offset: number): Promise<void> {
     const extents = await this.ctx.lookup.mapRange(offset, buf.length);
+    if (extents.length === 1 && extents[0]!.kind === 'data') { await this.file.read(buf, extents[0]!.hostOffset); return; }
     await settleAll(extents.map((e) => { // [L2]
       const slice = buf.subarray(e.guestOffset - offset, e.guestOffset - offset + e.length);
       if (e.kind === 'data') return this.file.read(slice, e.hostOffset);
@@ -175,7 +182,7 @@ export class QedImage extends CheckedDevice {
     }));
   }
 
-  protected writeAt(buf: Uint8Array, offset: number): Promise<void> {
+  protected writeAt(buf: Uint8Array, offset: number): Promise<unknown> {
     return writeRange(this.ctx, buf, offset);
   }
 

@@ -57,6 +57,32 @@ export class ClusterLookup {
     return this.o.l1TableOffset + Math.floor(l1Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES;
   }
 
+  /**
+   * The hot path of reads and overwrites: the host offset of [offset, offset+length) when it
+   * lies inside one data cluster whose L1 and L2 chunks are cached and whose entries are
+   * usable; -1 otherwise, and the caller takes mapRange's general path, which loads what is
+   * missing and reports what is invalid. Synchronous and allocation-free: the same answer
+   * mapRange would give as its single data extent, without building it.
+   */
+  cachedDataOffset(offset: number, length: number): number {
+    const g = this.o.geometry;
+    const within = offset % g.clusterSize;
+    if (within + length > g.clusterSize) return -1;
+    const l1Index = g.l1Index(offset);
+    const l1Chunk = this.cache.peek(this.l1ChunkOffset(l1Index));
+    if (l1Chunk === undefined) return -1;
+    const l1Slot = l1Index % ENTRIES_PER_CHUNK;
+    const l2Offset = entryAt(l1Chunk.view, l1Slot);
+    if (l2Offset === QED_UNALLOCATED || !this.isValidTable(l2Offset, l1Chunk.hostOffset + l1Slot * 8)) return -1;
+    const l2Index = g.l2Index(offset);
+    const l2Chunk = this.cache.peek(l2Offset + Math.floor(l2Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES);
+    if (l2Chunk === undefined) return -1;
+    const l2Slot = l2Index % ENTRIES_PER_CHUNK;
+    const entry = entryAt(l2Chunk.view, l2Slot);
+    if (entry === QED_UNALLOCATED || entry === QED_ZERO_CLUSTER || !this.isValidData(entry, l2Chunk.hostOffset + l2Slot * 8)) return -1;
+    return entry + within;
+  }
+
   async mapRange(offset: number, length: number): Promise<LayerExtent[]> {
     const extents: LayerExtent[] = [];
     const end = offset + length;
@@ -121,20 +147,28 @@ export class ClusterLookup {
     }
   }
 
-  private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
+  private isValidData(entry: number, entryAtHost: number): boolean {
     const g = this.o.geometry;
-    if (!this.suspectEntries.has(entryAtHost)
+    return (this.suspectEntries.size === 0 || !this.suspectEntries.has(entryAtHost))
       && isValidClusterOffset(entry, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
-      && !this.overlapsL1(entry, g.clusterSize)) return true;
+      && !this.overlapsL1(entry, g.clusterSize);
+  }
+
+  private isValidTable(entry: number, entryAtHost: number): boolean {
+    const g = this.o.geometry;
+    return (this.suspectEntries.size === 0 || !this.suspectEntries.has(entryAtHost))
+      && isValidTableOffset(entry, g.tableBytes, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
+      && !this.overlapsL1(entry, g.tableBytes);
+  }
+
+  private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
+    if (this.isValidData(entry, entryAtHost)) return true;
     if (this.o.readAsRepaired) return false;
     throw new FormatError(`L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });
   }
 
   private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
-    const g = this.o.geometry;
-    if (!this.suspectEntries.has(entryAtHost)
-      && isValidTableOffset(entry, g.tableBytes, g.clusterSize, g.headerBytes, this.o.allocatedEnd())
-      && !this.overlapsL1(entry, g.tableBytes)) return true;
+    if (this.isValidTable(entry, entryAtHost)) return true;
     if (this.o.readAsRepaired) return false;
     throw new FormatError(`L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });
   }

@@ -10,8 +10,17 @@ import { ensureL2Table, setL2Entries } from './qed-tables.js';
 
 type UnallocatedRun = Extract<LayerExtent, { kind: 'unallocated' | 'zero' }>;
 
-export async function writeRange(ctx: QedContext, data: Uint8Array, offset: number): Promise<void> {
+export function writeRange(ctx: QedContext, data: Uint8Array, offset: number): Promise<unknown> {
+  // Inside one cached data cluster: written in place, one file call (as the general path
+  // would, without its plan; in-place writes take no allocation lock there either).
+  const host = ctx.lookup.cachedDataOffset(offset, data.length);
+  if (host >= 0) return ctx.file.write(data, host);
+  return writeMapped(ctx, data, offset);
+}
+
+async function writeMapped(ctx: QedContext, data: Uint8Array, offset: number): Promise<void> {
   const extents = await ctx.lookup.mapRange(offset, data.length);
+  if (extents.length === 1 && extents[0]!.kind === 'data') return ctx.file.write(data, extents[0]!.hostOffset);
   await settleAll(extents.map((e) => { // [L2]
     const slice = data.subarray(e.guestOffset - offset, e.guestOffset - offset + e.length);
     return e.kind === 'data' ? ctx.file.write(slice, e.hostOffset) : allocateAndWrite(ctx, slice, e.guestOffset);

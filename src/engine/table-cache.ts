@@ -18,6 +18,8 @@ export class TableChunk {
   /** Bumped on every change, so writeback knows whether a snapshot is still current. */
   generation = 0;
   pins = 0;
+  /** Used since eviction last passed it: a second chance instead of reordering the map on every hit. */
+  recent = false;
 
   constructor(readonly hostOffset: number, readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -29,7 +31,11 @@ interface PendingLoad { waiters: number; promise: Promise<TableChunk> }
 export interface CacheStats { hits: number; misses: number; evictions: number; chunks: number }
 
 export class TableCache {
-  /** Insertion order is recency order: a hit moves the chunk to the end. */
+  /**
+   * Insertion order is eviction order, with a second chance: a hit only marks the chunk
+   * recent, and eviction moves a recent chunk to the end instead of dropping it (the clock
+   * approximation of least recently used, without a map delete and insert on every hit).
+   */
   private chunks = new Map<number, TableChunk>();
   private loading = new Map<number, PendingLoad>();
   readonly stats: CacheStats = { hits: 0, misses: 0, evictions: 0, chunks: 0 };
@@ -45,8 +51,7 @@ export class TableCache {
   async acquire(hostOffset: number): Promise<TableChunk> {
     const cached = this.chunks.get(hostOffset);
     if (cached) {
-      this.chunks.delete(hostOffset);
-      this.chunks.set(hostOffset, cached);
+      cached.recent = true;
       cached.pins++;
       this.stats.hits++;
       return cached;
@@ -60,6 +65,16 @@ export class TableCache {
     }
     load.waiters++;
     return load.promise; // pinned on this caller's behalf by fill
+  }
+
+  /**
+   * The chunk at `hostOffset` if cached, else undefined; never loads and does not pin, so the
+   * caller must use it before its next await (the hot path of requests inside one cluster).
+   */
+  peek(hostOffset: number): TableChunk | undefined {
+    const cached = this.chunks.get(hostOffset);
+    if (cached) { cached.recent = true; this.stats.hits++; }
+    return cached;
   }
 
   release(chunk: TableChunk): void {
@@ -136,6 +151,7 @@ export class TableCache {
       if (chunk.pins > 0) continue;
       if (chunk.dirty) { dirtyBlocking = true; continue; }
       this.chunks.delete(offset);
+      if (chunk.recent) { chunk.recent = false; this.chunks.set(offset, chunk); continue; } // met again at the end
       this.stats.evictions++;
     }
     this.stats.chunks = this.chunks.size;

@@ -128,3 +128,18 @@ test('createZeroed makes a zero chunk without reading, and clear forgets everyth
   c.clear();
   assert.equal(c.sizeBytes, 0);
 });
+
+test('peek returns a cached chunk without loading or pinning it, and protects it from eviction like a hit', async () => {
+  const { cache: c, loads } = cache(2);
+  assert.equal(c.peek(0), undefined, 'nothing cached: no load either');
+  assert.deepEqual(loads, []);
+  for (const k of [0, 1]) c.release(await c.acquire(k * C));
+  const peeked = c.peek(0)!;
+  assert.equal(peeked.bytes[0], 0);
+  assert.equal(peeked.pins, 0, 'not pinned');
+  c.release(await c.acquire(2 * C)); // 0 was used after 1: 1 goes
+  loads.length = 0;
+  assert.ok(c.peek(0) !== undefined, 'chunk 0 stayed');
+  assert.equal(c.peek(1 * C), undefined, 'chunk 1 was evicted');
+  assert.deepEqual(loads, []);
+});
