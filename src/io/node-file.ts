@@ -1,8 +1,8 @@
 // BlockFile over a local file (or block device) with positional I/O and fdatasync. Opens
 // take QEMU-compatible advisory locks (image-lock.ts) unless told not to; a block device's
 // size comes from the kernel, since fstat reports 0 for it (block-device.ts).
-import { constants, read as readCallback, write as writeCallback } from 'node:fs';
-import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, read as readCallback, readFileSync, readSync, write as writeCallback, writeSync } from 'node:fs';
+import { open, realpath, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { blockDeviceSize } from './block-device.js';
@@ -29,6 +29,29 @@ export function setLockingByDefault(on: boolean): void { lockingByDefault = on; 
  */
 const NOWAIT_MAX_BYTES = 128 * 1024;
 
+/**
+ * File systems whose files live in memory (tmpfs, ramfs: statfs f_type). Without swap a read
+ * or write there is a memory copy that never waits on a device, but such file systems refuse
+ * RWF_NOWAIT, so without this every request would take the thread-pool round trip.
+ */
+const MEMORY_FILE_SYSTEMS = new Set([0x01021994 /* TMPFS_MAGIC */, 0x858458f6 /* RAMFS_MAGIC */]);
+
+let swapConfigured: boolean | undefined;
+
+/** True when any swap area is active: then a tmpfs page may have to be read back from a device. */
+function hasSwap(): boolean {
+  if (swapConfigured === undefined) {
+    try { swapConfigured = readFileSync('/proc/swaps', 'utf8').trim().split('\n').length > 1; } catch { swapConfigured = true; }
+  }
+  return swapConfigured;
+}
+
+/** True when requests up to NOWAIT_MAX_BYTES may run on the main thread (see MEMORY_FILE_SYSTEMS). */
+async function isMemoryBacked(path: string, isRegularFile: boolean): Promise<boolean> {
+  if (!isRegularFile || hasSwap()) return false;
+  try { return MEMORY_FILE_SYSTEMS.has((await statfs(path)).type); } catch { return false; }
+}
+
 /** Runs reported by one findData call at most (a file with millions of holes is walked in parts). */
 const MAX_HOLE_RUNS = 65536;
 
@@ -47,6 +70,8 @@ export class NodeFile implements BlockFile {
     /** The device number when the file is a block device; null for a regular file. */
     private readonly blockDevice: bigint | null,
     private readonly native: NativeLoad,
+    /** Small requests are copied on the main thread: the file lives in memory (isMemoryBacked). */
+    private readonly inMemory: boolean,
     /** A character device (opened only when asked for): fdatasync may not apply to it. */
     private readonly characterDevice = false,
   ) {}
@@ -68,7 +93,7 @@ export class NodeFile implements BlockFile {
         refuseUnlessFileOrDevice(info, path, options.characterDevices);
         const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
         lockOpenFile(handle, path, access, options, native);
-        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native, info.isCharacterDevice());
+        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()), info.isCharacterDevice());
       } catch (err) {
         await handle.close().catch(() => undefined);
         throw err;
@@ -91,7 +116,7 @@ export class NodeFile implements BlockFile {
         const info = await handle.stat({ bigint: true });
         lockOpenFile(handle, path, 'create', options, native);
         if (info.isFile()) await handle.truncate(0);
-        return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native);
+        return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()));
       } catch (err) {
         await handle.close().catch(() => undefined);
         // An exclusive create made the file itself: a refused lock must not leave it behind.
@@ -104,9 +129,13 @@ export class NodeFile implements BlockFile {
     }
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<number> {
-    let done = this.readFromPageCache(buf, offset);
-    if (done === buf.length) return done;
+  read(buf: Uint8Array, offset: number): Promise<number> {
+    const done = this.readWithoutWaiting(buf, offset);
+    if (done === buf.length) return Promise.resolve(done);
+    return this.readRest(buf, offset, done);
+  }
+
+  private async readRest(buf: Uint8Array, offset: number, done: number): Promise<number> {
     try {
       while (done < buf.length) {
         const bytesRead = await readAt(this.handle.fd, buf, done, buf.length - done, offset + done);
@@ -120,8 +149,20 @@ export class NodeFile implements BlockFile {
     return done;
   }
 
-  async write(buf: Uint8Array, offset: number): Promise<void> {
-    let done = 0;
+  write(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES) {
+      try {
+        const written = writeSync(this.handle.fd, buf, 0, buf.length, offset);
+        if (written === buf.length) return Promise.resolve();
+        return this.writeRest(buf, offset, written);
+      } catch (err) {
+        return Promise.reject(wrapIoError('write', this.path, offset, err));
+      }
+    }
+    return this.writeRest(buf, offset, 0);
+  }
+
+  private async writeRest(buf: Uint8Array, offset: number, done: number): Promise<void> {
     try {
       while (done < buf.length) {
         const bytesWritten = await writeAt(this.handle.fd, buf, done, buf.length - done, offset + done);
@@ -158,8 +199,15 @@ export class NodeFile implements BlockFile {
   /** False once the file system said it cannot read without waiting (tmpfs): then never asked again. */
   private nowait = true;
 
-  /** Bytes copied from the page cache without waiting (0 when none, or when not possible here). */
-  private readFromPageCache(buf: Uint8Array, offset: number): number {
+  /**
+   * Bytes read at once on the main thread: all of a small request on a memory-backed file,
+   * or what the page cache holds without waiting; 0 when none, or when not possible here.
+   * A failure is left to the waiting path, which reports it.
+   */
+  private readWithoutWaiting(buf: Uint8Array, offset: number): number {
+    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES) {
+      try { return readSync(this.handle.fd, buf, 0, buf.length, offset); } catch { return 0; }
+    }
     const readNowait = this.native.ok ? this.native.io.readNowait : undefined;
     if (!this.nowait || !readNowait || buf.length > NOWAIT_MAX_BYTES || buf.length === 0) return 0;
     let got: number;

@@ -33,3 +33,44 @@ for (const [where, root] of [['a disk file system (tmpdir)', tmpdir()], ['tmpfs'
     }
   });
 }
+
+// On tmpfs (memory-backed, and this machine has no swap) small requests are copied on the
+// main thread: the bytes are there as soon as the call returns, before any await. Elsewhere
+// they go through the thread pool, and the same calls must give the same bytes.
+test('on tmpfs small reads and writes complete before the call returns; large ones and other file systems still work', async (t) => {
+  const swap = (await import('node:fs')).readFileSync('/proc/swaps', 'utf8').trim().split('\n').length > 1;
+  for (const [root, inline] of [['/dev/shm', !swap], [tmpdir(), false]] as const) {
+    const dir = await mkdtemp(join(root, 'qed-inline-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'f.bin');
+    await writeFile(path, new Uint8Array(512 * KiB).fill(0x11));
+    const file = await NodeFile.open(path, 'read-write');
+    try {
+      const small = new Uint8Array(4 * KiB).fill(0x22);
+      const writing = file.write(small, 8 * KiB);
+      if (inline) assert.equal((await import('node:fs')).readFileSync(path)[8 * KiB], 0x22, `${root}: written before the call returned`);
+      await writing;
+      const buf = new Uint8Array(4 * KiB);
+      const reading = file.read(buf, 8 * KiB);
+      if (inline) assert.equal(buf[0], 0x22, `${root}: read before the call returned`);
+      assert.equal(await reading, 4 * KiB);
+      assert.ok(buf.every((b) => b === 0x22));
+      const large = new Uint8Array(256 * KiB).fill(0x33); // over the inline bound: the thread pool
+      await file.write(large, 128 * KiB);
+      const back = new Uint8Array(256 * KiB);
+      assert.equal(await file.read(back, 128 * KiB), 256 * KiB);
+      assert.ok(back.every((b) => b === 0x33));
+      const past = new Uint8Array(4 * KiB).fill(0xee); // across the end: the rest is zeros
+      assert.equal(await file.read(past, 512 * KiB - 1024), 1024);
+      assert.ok(past.subarray(0, 1024).every((b) => b === 0x11) && past.subarray(1024).every((b) => b === 0));
+    } finally {
+      await file.close();
+    }
+    const readOnly = await NodeFile.open(path, 'read-only');
+    try {
+      await assert.rejects(readOnly.write(new Uint8Array(512), 0), (err: unknown) => (err as { code?: string }).code === 'IO', `${root}: a failed write is an IoError`);
+    } finally {
+      await readOnly.close();
+    }
+  }
+});
