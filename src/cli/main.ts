@@ -3,23 +3,52 @@
 // its siblings are the only code that writes to stdout/stderr or sets the exit code.
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { registerCheck } from './check.js';
-import { registerCompare } from './compare.js';
-import { registerConvert } from './convert.js';
-import { registerCreate } from './create.js';
-import { registerDd } from './dd.js';
-import { registerInfo } from './info.js';
-import { registerIo } from './io.js';
-import { registerMap } from './map.js';
-import { registerAmend, registerBench, registerCommit, registerMeasure, registerRebase } from './more.js';
-import { registerResize } from './resize.js';
-import { registerServe } from './serve.js';
+import type { RunCommand } from './report.js';
 import '../io/node-default.js';
 import { setLockingByDefault } from '../io/node-file.js';
 import { setDefaultBackingPolicy } from '../ops/open.js';
 import { UsageError } from '../base/errors.js';
 import { MissingArgument, reportError, setDebug } from './report.js';
 import { detectPersona } from './persona.js';
+
+type Register = (program: Command, run: RunCommand) => void;
+
+/**
+ * Each command's module, imported only when that command runs (or for help, when all are):
+ * start-up is what a user waits for on every call, and the NBD server, TLS and the progress
+ * bar cost a `convert` nothing it uses. Listed in the order help shows them.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  create: async () => (await import('./create.js')).registerCreate,
+  info: async () => (await import('./info.js')).registerInfo,
+  io: async () => (await import('./io.js')).registerIo,
+  map: async () => (await import('./map.js')).registerMap,
+  check: async () => (await import('./check.js')).registerCheck,
+  convert: async () => (await import('./convert.js')).registerConvert,
+  compare: async () => (await import('./compare.js')).registerCompare,
+  resize: async () => (await import('./resize.js')).registerResize,
+  commit: async () => (await import('./more.js')).registerCommit,
+  rebase: async () => (await import('./more.js')).registerRebase,
+  amend: async () => (await import('./more.js')).registerAmend,
+  measure: async () => (await import('./more.js')).registerMeasure,
+  bench: async () => (await import('./more.js')).registerBench,
+  dd: async () => (await import('./dd.js')).registerDd,
+  serve: async () => (await import('./serve.js')).registerServe,
+};
+
+/** Global options that take a value in the next argument. */
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--backing-root']);
+
+/** The command named on the line, or null (help, --version, a typo): then every command is registered. */
+function commandNamed(args: readonly string[]): string | null {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (GLOBAL_OPTIONS_WITH_VALUE.has(arg)) { i++; continue; }
+    if (arg.startsWith('-')) continue;
+    return Object.hasOwn(COMMANDS, arg) ? arg : null;
+  }
+  return null;
+}
 
 function version(): string {
   try {
@@ -59,8 +88,11 @@ async function main(argv: string[]): Promise<number> {
       setDefaultBackingPolicy(backingFiles === false ? { follow: 'none' } : backingRoot !== undefined ? { follow: 'under', root: backingRoot } : { follow: 'any' });
     });
   program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${text.slice(7)}` : text) });
-  for (const register of [registerCreate, registerInfo, registerIo, registerMap, registerCheck, registerConvert, registerCompare, registerResize,
-    registerCommit, registerRebase, registerAmend, registerMeasure, registerBench, registerDd, registerServe]) register(program, run);
+  const args = argv.slice(2);
+  const named = commandNamed(args);
+  const versionOnly = named === null && args.some((a) => a === '-V' || a === '--version');
+  const registers = await Promise.all((named ? [named] : versionOnly ? [] : Object.keys(COMMANDS)).map((name) => COMMANDS[name]!()));
+  for (const register of registers) register(program, run);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError().configureOutput({
     writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `qed: ${cmd.name()}: ${text.slice(7)}` : text),
   });

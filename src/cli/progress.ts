@@ -1,10 +1,15 @@
 // A progress bar for -p: drawn only when stdout is a terminal, so pipes never get garbage.
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type * as CliProgress from 'cli-progress';
+
+/** Loaded only when a bar is drawn: most runs never need it, and every run pays for an import at start-up. */
+const load = createRequire(import.meta.url);
 
 export interface Progress { update(done: number, total: number): void; stop(): void }
 
 export function startProgress(enabled: boolean, label: string): Progress {
   if (!enabled || !process.stdout.isTTY) return { update() { /* not a terminal */ }, stop() { /* nothing drawn */ } };
+  const cliProgress = load('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar({
     format: `${label} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB | {duration_formatted}`,
     stream: process.stdout, hideCursor: true, clearOnComplete: false,
