@@ -13,7 +13,7 @@ import type { BackingPolicy } from '../engine/open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
-import { isAllZero, sameBytes, zeroRuns } from './zero-detect.js';
+import { forEachDataRun, isAllZero, sameBytes, zeroRuns } from './zero-detect.js';
 
 export interface ConvertOptions {
   sourceFormat?: ImageFormat;
@@ -143,13 +143,13 @@ async function copyContent(source: BlockDevice, target: BlockDevice, plan: CopyP
   await runPoolOver(work(), plan.inFlight, async ({ start, length, zero }) => {
     throwIfAborted(plan.signal, 'convert', source.path);
     const data = buffers.take();
-    const current = buffers.take();
+    const current = targetReadsZero ? null : buffers.take(); // what the target holds, when it must be compared
     try {
       // The piece's status comes from the walk: every piece of a run reads alike.
-      await copyChunk(source, target, { start, length, zero, targetReadsZero }, plan, data.subarray(0, length), current.subarray(0, length));
+      await copyChunk(source, target, { start, length, zero, targetReadsZero }, plan, data.subarray(0, length), current?.subarray(0, length) ?? null);
     } finally {
       buffers.give(data);
-      buffers.give(current);
+      if (current) buffers.give(current);
     }
     report(length);
   });
@@ -161,10 +161,10 @@ interface ChunkJob extends Piece {
   targetReadsZero: boolean;
 }
 
-async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob, plan: CopyPlan, data: Buffer, scratch: Buffer): Promise<void> {
+async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob, plan: CopyPlan, data: Buffer, scratch: Buffer | null): Promise<void> {
   const { start, length, targetReadsZero } = job;
   if (job.zero && plan.sparseSize !== 0) {
-    if (targetReadsZero) return;
+    if (targetReadsZero || !scratch) return;
     await target.read(scratch, start);
     if (!isAllZero(scratch)) await target.writeZeroes(start, length);
     return;
@@ -174,21 +174,19 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob
     await target.write(data, start);
     return;
   }
-  let current: Uint8Array | null = null;
-  if (!targetReadsZero) {
-    current = scratch;
-    await target.read(current, start);
+  if (targetReadsZero) {
+    // Only the data is written; zero blocks are already what the target reads.
+    await forEachDataRun(data, plan.sparseSize, (from, to) => target.write(data.subarray(from, to), start + from));
+    return;
   }
+  const current = scratch!; // taken whenever the target is not known to read zeros
+  await target.read(current, start);
   const writes: Promise<void>[] = [];
   for (const run of zeroRuns(data, plan.sparseSize)) {
     const piece = data.subarray(run.start, run.start + run.length);
-    if (current) {
-      const now = current.subarray(run.start, run.start + run.length);
-      if (sameBytes(piece, now)) continue;
-      writes.push(run.zero ? target.writeZeroes(start + run.start, run.length) : writeDiffering(target, piece, now, start + run.start, plan.sparseSize));
-    } else if (!run.zero) {
-      writes.push(target.write(piece, start + run.start));
-    }
+    const now = current.subarray(run.start, run.start + run.length);
+    if (sameBytes(piece, now)) continue;
+    writes.push(run.zero ? target.writeZeroes(start + run.start, run.length) : writeDiffering(target, piece, now, start + run.start, plan.sparseSize));
   }
   await settleAll(writes);
 }
