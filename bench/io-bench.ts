@@ -1,7 +1,7 @@
 // The I/O benchmark: our engine against QEMU on the same images, QED and the raw-file limit.
 //
-//   npm run bench                       # full run (5 rounds, 1 GiB, 20,000 random ops; ~5 min)
-//   npm run bench -- --quick            # smoke run (1 round, 128 MiB, 2,000 random ops)
+//   npm run bench:engine                # full run (5 rounds, 1 GiB, 20,000 random ops; ~5 min)
+//   npm run bench:engine -- --quick     # smoke run (1 round, 128 MiB, 2,000 random ops)
 //   node dist/bench/io-bench.js --rounds=5 --only=rand-write --depths=1,16
 //
 // Options (also as environment variables BENCH_<NAME>, e.g. BENCH_ROUNDS=5):
