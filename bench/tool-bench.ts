@@ -141,6 +141,31 @@ function convertOnce(who: 'ours' | 'qemu', source: string, out: string): number 
   return (performance.now() - started) / 1000;
 }
 
+/**
+ * Process start-up alone: `qed --version` against `qemu-img --version`, spawn to exit. Node
+ * parses every certificate named by NODE_EXTRA_CA_CERTS before running any script; where the
+ * environment sets it (some sandboxes point it at the whole system bundle), ours is also
+ * timed without it, since that cost is the environment's, not the tool's.
+ */
+function startupRow(rounds: number): string {
+  const time = (program: string, args: string[], env: NodeJS.ProcessEnv = process.env): number => {
+    const t = performance.now();
+    const r = spawnSync(program, args, { env, stdio: 'ignore' });
+    if (r.status !== 0) throw new Error(`${program} ${args.join(' ')} failed`);
+    return (performance.now() - t) / 1000;
+  };
+  const withoutCerts = { ...process.env };
+  delete withoutCerts.NODE_EXTRA_CA_CERTS;
+  const samples = { ours: [] as number[], bare: [] as number[], qemu: [] as number[] };
+  for (let i = 0; i < 5 * rounds; i++) {
+    samples.ours.push(time(process.execPath, [CLI, '--version']));
+    samples.qemu.push(time('qemu-img', ['--version']));
+    samples.bare.push(time(process.execPath, [CLI, '--version'], withoutCerts));
+  }
+  const certs = process.env.NODE_EXTRA_CA_CERTS ? `NODE_EXTRA_CA_CERTS set (${process.env.NODE_EXTRA_CA_CERTS})` : 'NODE_EXTRA_CA_CERTS not set';
+  return `start-up, medians of ${samples.ours.length}: qed --version ${median(samples.ours).toFixed(3)} s (${certs}), without NODE_EXTRA_CA_CERTS ${median(samples.bare).toFixed(3)} s; qemu-img --version ${median(samples.qemu).toFixed(3)} s`;
+}
+
 // ---- main -----------------------------------------------------------------------------
 
 const opts = readBenchOptions(['rounds', 'only', 'dir', 'quick', 'convert-size']);
@@ -214,6 +239,8 @@ try {
       rmSync(source);
     }
   }
+  output.push('');
+  output.push(startupRow(rounds));
   const versions = [process.version, run('qemu-img', ['--version']).split('\n')[0], run('fio', ['--version']).trim()].join('; ');
   console.log(`\nstarted ${started.toISOString()}, took ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s, ${rounds} round(s) of A B B A; load average before ${loadBefore}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${versions}\n`);
   console.log(output.join('\n'));

@@ -5,7 +5,7 @@ import type { BlockFile, FileStore } from '../io/block-file.js';
 import { defaultFileStore } from '../io/default-store.js';
 import type { QedHeader } from '../format/header.js';
 import type { ImageFormat } from '../format/probe.js';
-import { checkImage, type CheckOptions } from '../check/check.js';
+import type { CheckOptions } from '../check/check.js';
 import type { BlockDevice } from '../engine/device.js';
 import { openImage, type BackingPolicy, type OpenImageOptions } from '../engine/open.js';
 
@@ -70,6 +70,8 @@ export const OPEN_REPAIR_MAX_COPIES = 16;
  * if corruption remains.
  */
 export async function repairOnOpen(file: BlockFile, header: QedHeader, progress: Pick<CheckOptions, 'signal' | 'onProgress'> = {}): Promise<void> {
+  // Imported here: only a dirty image opened read-write needs the checker, and every start-up pays for its modules.
+  const { checkImage } = await import('../check/check.js');
   const result = await checkImage(file, header, {
     fix: 'all', leakRepair: 'trailing', maxCopies: OPEN_REPAIR_MAX_COPIES, clearWhenNoSpace: true, ...progress,
   });
