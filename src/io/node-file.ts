@@ -25,7 +25,9 @@ export function setLockingByDefault(on: boolean): void { lockingByDefault = on; 
  * Reads up to this size are first tried without waiting (preadv2 RWF_NOWAIT): what the page
  * cache holds is copied at once on the main thread, skipping the thread-pool round trip that
  * bounds reads at one request in flight. A miss costs one syscall and goes the usual way, so
- * the event loop is never blocked on the device.
+ * the event loop is never blocked on the device. On memory-backed files (isMemoryBacked)
+ * reads and writes up to this size are copied on the main thread outright; the bound keeps
+ * each such block of the event loop to one copy of at most 128 KiB (about 15 µs here).
  */
 const NOWAIT_MAX_BYTES = 128 * 1024;
 
