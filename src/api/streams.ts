@@ -222,6 +222,12 @@ class ImageWriter extends Writable {
   private async take(chunk: Buffer): Promise<void> {
     if (!(chunk instanceof Uint8Array)) throw new UsageError('write streams take bytes (Buffer or Uint8Array)', { path: this.path });
     let at = 0;
+    // Whole chunks that arrive at a chunk boundary are written from the caller's buffer, which
+    // a Writable may hold until its callback: no copy into the staging buffer.
+    while (this.filled === 0 && chunk.length - at >= this.chunkSize) {
+      await this.dispatchBuffer(chunk.subarray(at, at + this.chunkSize));
+      at += this.chunkSize;
+    }
     while (at < chunk.length) {
       const n = Math.min(chunk.length - at, this.chunkSize - this.filled);
       this.staging.set(chunk.subarray(at, at + n), this.filled);
@@ -233,12 +239,16 @@ class ImageWriter extends Writable {
 
   /** Send the staged bytes to the image; waits while `inFlight` writes are running. */
   private async dispatch(): Promise<void> {
-    if (this.writeFailure !== null) throw this.writeFailure;
     const buf = this.staging.subarray(0, this.filled);
-    const offset = this.received;
-    this.received += this.filled;
     this.staging = Buffer.allocUnsafe(this.chunkSize);
     this.filled = 0;
+    await this.dispatchBuffer(buf);
+  }
+
+  private async dispatchBuffer(buf: Uint8Array): Promise<void> {
+    if (this.writeFailure !== null) throw this.writeFailure;
+    const offset = this.received;
+    this.received += buf.length;
     await this.fitSize(this.received);
     const image = this.image!;
     const pieces = this.sparseSize === 0 ? [{ start: 0, length: buf.length, zero: false }] : zeroRuns(buf, this.sparseSize);
