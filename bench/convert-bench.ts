@@ -4,10 +4,10 @@
 //
 //   npm run build && node dist/bench/convert-bench.js [--rounds=3] [--size=1G] [--dir=/dev/shm]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, statSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { prng } from './workload.js';
+import { writeMixedRaw } from './mixed-raw.js';
 
 const args = new Map(process.argv.slice(2).map((a) => {
   const [k, v] = a.replace(/^--/, '').split('=');
@@ -22,29 +22,6 @@ function parseSize(text: string): number {
   const m = /^(\d+)([KMG]?)$/i.exec(text);
   if (!m) throw new Error(`bad size ${text}`);
   return Number(m[1]) * ({ '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 } as Record<string, number>)[m[2]!.toUpperCase()]!;
-}
-
-/**
- * The source: a fully allocated raw file (no holes, so neither tool can skip by asking the
- * file system) made of 1 MiB pieces that are random data, zeros, or mostly zeros with a few
- * 4 KiB data blocks, about a third each.
- */
-function makeSource(path: string): void {
-  const next = prng(20261125);
-  const fd = openSync(path, 'w');
-  const piece = Buffer.alloc(1 << 20);
-  for (let off = 0; off < size; off += piece.length) {
-    const kind = next();
-    piece.fill(0);
-    if (kind < 0.34) {
-      for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE(Math.floor(next() * 2 ** 32), i);
-    } else if (kind < 0.67) {
-      for (let k = 0; k < 4; k++) piece.fill(1 + k, Math.floor(next() * 255) * 4096, Math.floor(next() * 255) * 4096 + 4096);
-    }
-    writeSync(fd, piece, 0, piece.length, off);
-  }
-  ftruncateSync(fd, size);
-  closeSync(fd);
 }
 
 function timeRun(program: string, argv: string[]): number {
@@ -68,7 +45,7 @@ function median(xs: number[]): number {
 
 const source = join(dir, 'source.raw');
 try {
-  makeSource(source);
+  writeMixedRaw(source, size, 20261125);
   const contenders = {
     qemu: (out: string) => timeRun('qemu-img', ['convert', '-f', 'raw', '-O', 'qed', source, out]),
     ours: (out: string) => timeRun(process.execPath, [cli, 'convert', '-f', 'raw', '-O', 'qed', source, out]),

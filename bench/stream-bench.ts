@@ -7,10 +7,10 @@
 //
 //   npm run build && node dist/bench/stream-bench.js [--rounds=3] [--size=1G] [--dir=/dev/shm]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { prng } from './workload.js';
+import { writeMixedRaw } from './mixed-raw.js';
 
 const args = new Map(process.argv.slice(2).map((a) => {
   const [k, v] = a.replace(/^--/, '').split('=');
@@ -20,22 +20,6 @@ const rounds = Number(args.get('rounds') ?? 3);
 const size = Number(/^(\d+)G$/i.exec(args.get('size') ?? '1G')?.[1] ?? 1) * 2 ** 30;
 const dir = mkdtempSync(join(args.get('dir') ?? '/dev/shm', 'qed-stream-bench-'));
 const tool = fileURLToPath(new URL('./stream-tool.js', import.meta.url));
-
-/** Mixed content: 1 MiB pieces of random data, zeros, or sparse 4 KiB blocks, a third each. */
-function makeRaw(path: string): void {
-  const next = prng(20261130);
-  const fd = openSync(path, 'w');
-  const piece = Buffer.alloc(1 << 20);
-  for (let off = 0; off < size; off += piece.length) {
-    const kind = next();
-    piece.fill(0);
-    if (kind < 0.34) for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE(Math.floor(next() * 2 ** 32), i);
-    else if (kind < 0.67) for (let k = 0; k < 4; k++) piece.fill(1 + k, Math.floor(next() * 255) * 4096, Math.floor(next() * 255) * 4096 + 4096);
-    writeSync(fd, piece, 0, piece.length, off);
-  }
-  ftruncateSync(fd, size);
-  closeSync(fd);
-}
 
 function timeRun(program: string, argv: string[]): number {
   const started = performance.now();
@@ -55,7 +39,7 @@ interface Row { name: string; ours: () => number; qemu: () => number }
 const raw = join(dir, 'source.raw');
 const image = join(dir, 'source.qed');
 try {
-  makeRaw(raw);
+  writeMixedRaw(raw, size, 20261130);
   execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qed', raw, image]);
   const out = (name: string) => join(dir, name);
   const same = (a: string, fa: string, b: string, fb: string) => execFileSync('qemu-img', ['compare', '-q', '-f', fa, '-F', fb, a, b]);

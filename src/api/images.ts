@@ -4,7 +4,7 @@ import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import type { BackingPolicy } from '../engine/open.js';
-import { createImage as createImageOp, type CreatedImage } from '../ops/create.js';
+import { createImage as createImageOp, type CreateImageOptions, type CreatedImage } from '../ops/create.js';
 import { openDevice } from '../ops/open.js';
 import { track } from './open-images.js';
 import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, optionsObject, requirePath } from './validate.js';
@@ -87,27 +87,7 @@ export function backingPolicyOf(value: unknown): BackingPolicy | undefined {
   throw new UsageError("backingPolicy must be { follow: 'any' }, { follow: 'none' } or { follow: 'under', root: DIR }");
 }
 
-/** Options of createImage. */
-export interface CreateImageOptions {
-  /** 'qed' (default) or 'raw'. */
-  format?: ImageFormat;
-  /** Guest size in bytes; with a backing file it defaults to the backing file's size. QED rounds it up to 512. */
-  size?: number;
-  /** The backing file's name, recorded as given (relative names are relative to the new image). */
-  backingFile?: string;
-  backingFormat?: ImageFormat;
-  /** QED cluster size in bytes (a power of two, 4 KiB to 64 MiB; default 64 KiB). */
-  clusterSize?: number;
-  /** QED clusters per table (1 to 16; default 4). */
-  tableSize?: number;
-  /** Do not open the backing file (qemu-img create -u); the size must then be given. */
-  unsafe?: boolean;
-  /** Refuse (IoError with errno EEXIST) if the file exists, instead of replacing it. */
-  exclusive?: boolean;
-  store?: FileStore;
-}
-
-export type { CreatedImage };
+export type { CreateImageOptions, CreatedImage };
 
 /**
  * Create an image laid out exactly as `qemu-img create` lays it out.

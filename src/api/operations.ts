@@ -9,9 +9,9 @@ import { amendImage } from '../ops/amend.js';
 import { checkExitCode, checkFile, type CheckReport, type RepairMode } from '../ops/check.js';
 import { commitImage } from '../ops/commit.js';
 import { compareImages, type CompareResult } from '../ops/compare.js';
-import { convertImage } from '../ops/convert.js';
+import { convertImage, type ConvertOptions as ConvertImageOptions } from '../ops/convert.js';
 import { imageInfo, type ImageInfo } from '../ops/info.js';
-import { measureImage, type Measurement } from '../ops/measure.js';
+import { measureImage, type MeasureOptions, type Measurement } from '../ops/measure.js';
 import { openDevice } from '../ops/open.js';
 import { rebaseImage } from '../ops/rebase.js';
 import { resizeImage } from '../ops/resize.js';
@@ -47,23 +47,9 @@ function control(o: Partial<LongOperationOptions>, what: string): { signal?: Abo
 
 
 /** Options of convert. */
-export interface ConvertOptions extends LongOperationOptions {
-  sourceFormat?: ImageFormat;
-  /** Default 'raw', as qemu-img. */
-  targetFormat?: ImageFormat;
-  clusterSize?: number;
-  tableSize?: number;
-  /** The target's backing file: only what differs from it is written (qemu-img -B). */
-  backingFile?: string;
-  backingFormat?: ImageFormat;
-  /** Zero runs at least this long are left unwritten (qemu-img -S; default 4096, 0 writes everything). */
-  sparseSize?: number;
+export interface ConvertOptions extends Omit<ConvertImageOptions, 'noCreate' | 'chunkSize' | 'salvage'> {
   /** The target exists already: write into it instead of creating it (qemu-img -n). */
   existingTarget?: boolean;
-  /** Requests in flight (qemu-img -m; default 8). */
-  inFlight?: number;
-  /** Let others write the source meanwhile (qemu-img -U). */
-  forceShare?: boolean;
 }
 
 /**
@@ -278,21 +264,7 @@ export function resize(path: string, size: number, options?: ResizeOptions): Pro
   });
 }
 
-/** Options of measure: give `size` or `source`. */
-export interface MeasureOptions extends LongOperationOptions {
-  /** Measure a new empty image of this size… */
-  size?: number;
-  /** …or the conversion of this image. */
-  source?: string;
-  sourceFormat?: ImageFormat;
-  /** Default 'raw', as qemu-img. */
-  targetFormat?: ImageFormat;
-  clusterSize?: number;
-  tableSize?: number;
-  forceShare?: boolean;
-}
-
-export type { Measurement };
+export type { MeasureOptions, Measurement };
 
 /** File sizes a conversion needs: `required` now and `fully-allocated` at most (qemu-img measure). */
 export async function measure(options: MeasureOptions): Promise<Measurement> {

@@ -18,8 +18,11 @@ import { forEachDataRun, isAllZero, sameBytes, zeroRuns } from './zero-detect.js
 
 export interface ConvertOptions {
   sourceFormat?: ImageFormat;
+  /** Default 'raw', as qemu-img. */
   targetFormat?: ImageFormat;
+  /** QED cluster size of a new target. */
   clusterSize?: number;
+  /** QED clusters per table of a new target. */
   tableSize?: number;
   /** -B: the target's backing file; only what differs from it is written. */
   backingFile?: string;
@@ -28,11 +31,13 @@ export interface ConvertOptions {
   sparseSize?: number;
   /** -n: the target exists already; do not create it. */
   noCreate?: boolean;
+  /** Requests in flight (qemu-img -m; default 8). */
   inFlight?: number;
   chunkSize?: number;
   store?: FileStore;
   /** Open the source letting others write it meanwhile (qemu-img -U). */
   forceShare?: boolean;
+  /** Guest bytes copied (or skipped as zeros) so far, of the source's size. */
   onProgress?: (done: number, total: number) => void;
   /** Stops the copy between chunks (AbortError); the target is closed consistent, partly written. */
   signal?: AbortSignal;

@@ -10,13 +10,18 @@ import { planQedHeader, writeNewQed } from '../engine/create.js';
 import { openImage, type BackingPolicy } from '../engine/open.js';
 import { currentBackingPolicy } from './open.js';
 
+/** Options of createImage. */
 export interface CreateImageOptions {
+  /** 'qed' (default) or 'raw'. */
   format?: ImageFormat;
-  /** Bytes; with a backing file it defaults to the backing file's size. */
+  /** Guest size in bytes; with a backing file it defaults to the backing file's size. QED rounds it up to 512. */
   size?: number;
+  /** The backing file's name, recorded as given (relative names are relative to the new image). */
   backingFile?: string;
   backingFormat?: ImageFormat;
+  /** QED cluster size in bytes (a power of two, 4 KiB to 64 MiB; default 64 KiB). */
   clusterSize?: number;
+  /** QED clusters per table (1 to 16; default 4). */
   tableSize?: number;
   /** Do not open the backing file (qemu-img create -u): the size must then be given. */
   unsafe?: boolean;

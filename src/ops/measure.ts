@@ -12,12 +12,18 @@ import { zeroRuns } from './zero-detect.js';
 import { openDevice } from './open.js';
 import type { BackingPolicy } from '../engine/open.js';
 
+/** Options of measure: give `size` or `source`. */
 export interface MeasureOptions {
+  /** Measure a new empty image of this size… */
   size?: number;
+  /** …or the conversion of this image. */
   source?: string;
   sourceFormat?: ImageFormat;
+  /** Default 'raw', as qemu-img. */
   targetFormat?: ImageFormat;
+  /** QED cluster size of the target. */
   clusterSize?: number;
+  /** QED clusters per table of the target. */
   tableSize?: number;
   store?: FileStore;
   /** Open the source letting others write it meanwhile (qemu-img -U). */
