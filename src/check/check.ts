@@ -119,12 +119,17 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
       }
       fixedByExtension(l2Offset, geometry.tableBytes, `L1 entry at ${hex(entryHost)}`);
       // As QEMU counts it: one corruption per table cluster already in use; the table is skipped.
-      const overlaps = used.markRangeCountingOverlaps(l2Offset / cs, header.tableSize);
+      // Repair clears the entry (its table cannot be both what it is and what uses it) and
+      // leaves the table's clusters unmarked, so that they are reclaimed as leaks: otherwise a
+      // dirty image with such an entry could never be opened read-write.
+      const overlaps = fixAll ? used.countMarked(l2Offset / cs, header.tableSize) : used.markRangeCountingOverlaps(l2Offset / cs, header.tableSize);
       if (overlaps > 0) {
         result.corruptions += overlaps;
-        result.problems.push(`L1 entry at ${hex(entryHost)}: L2 table ${hex(l2Offset)} overlaps ${overlaps} cluster(s) already in use`);
+        result.problems.push(`L1 entry at ${hex(entryHost)}: L2 table ${hex(l2Offset)} overlaps ${overlaps} cluster(s) already in use${fixAll ? '; cleared' : ''}`);
+        if (fixAll) { l1Piece.setEntry(i, 0); result.corruptionsFixed += overlaps; }
         continue;
       }
+      if (fixAll) used.markRange(l2Offset / cs, header.tableSize);
       let lastData = 0;
       await walkTable(file, l2Offset, geometry.tableBytes, (l2Piece) => {
         for (let j = 0; j < l2Piece.entryCount; j++) {

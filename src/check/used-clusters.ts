@@ -57,6 +57,13 @@ export class UsedClusters {
     for (let i = 0; i < count; i++) this.mark(first + i);
   }
 
+  /** How many of [first, first+count) are marked. */
+  countMarked(first: number, count: number): number {
+    let marked = 0;
+    for (let i = 0; i < count; i++) if (this.has(first + i)) marked++;
+    return marked;
+  }
+
   /** Mark all of [first, first+count) and say how many were marked already (QEMU's qed_set_used_clusters). */
   markRangeCountingOverlaps(first: number, count: number): number {
     let overlaps = 0;
