@@ -62,7 +62,8 @@ export class CrashFile implements BlockFile {
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
     this.checkOpen();
-    const op = this.begin<WriteOp>({ kind: 'write', offset, bytes: buf.slice() });
+    // A copy, never a view: Buffer's slice() shares memory, and callers reuse pooled buffers.
+    const op = this.begin<WriteOp>({ kind: 'write', offset, bytes: new Uint8Array(buf) });
     this.cached.writeSync(op.bytes, offset);
     await this.complete(op);
   }

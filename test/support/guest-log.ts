@@ -43,7 +43,7 @@ export class GuestRecorder {
 
   async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
     checkSectorAligned(offset, data.length);
-    const entry: GuestWrite = { offset, length: data.length, data: data.slice(), issued: this.clock.tick(), acked: Infinity };
+    const entry: GuestWrite = { offset, length: data.length, data: new Uint8Array(data), issued: this.clock.tick(), acked: Infinity };
     if (options?.fua) entry.fua = true;
     this.log.writes.push(entry);
     await this.device.write(data, offset, options);
