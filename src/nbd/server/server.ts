@@ -62,7 +62,10 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   const sockets = new Set<Socket>();
   let served = 0;
 
-  const server: Server = createServer({ pauseOnConnect: false }, (socket) => {
+  // allowHalfOpen: a client that ends its side of the stream after sending requests still gets
+  // their replies (node would otherwise end ours at once and drop every reply still in flight).
+  // The connection is closed once they are written (serveConnection).
+  const server: Server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => {
     if (signal.stopping || sockets.size >= maxClients) {
       settings.log(`turning a client away: ${signal.stopping ? 'shutting down' : `already serving ${maxClients}`}`);
       socket.destroy();
