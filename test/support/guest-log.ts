@@ -77,6 +77,22 @@ export class GuestRecorder {
     if (this.device instanceof QedImage) await this.device.quiesce();
   }
 
+  /**
+   * A write sent some other way (an NBD client): logged on the same clock, acknowledged when
+   * `send` resolves. `data` null is a zero write.
+   */
+  async writeVia(send: () => Promise<void>, offset: number, length: number, data: Uint8Array | null, fua = false): Promise<void> {
+    checkSectorAligned(offset, length);
+    const entry: GuestWrite = { offset, length, data: data === null ? null : new Uint8Array(data), issued: this.clock.tick(), acked: Infinity };
+    if (fua) entry.fua = true;
+    this.log.writes.push(entry);
+    await send();
+    entry.acked = this.clock.tick();
+  }
+
+  /** A flush sent some other way (an NBD client's FLUSH), logged as a sync. */
+  flushVia(send: () => Promise<void>): Promise<void> { return this.sync(send); }
+
   private async sync(run: () => Promise<void>, drains = false): Promise<void> {
     const entry: GuestSync = { issued: this.clock.tick(), acked: Infinity };
     if (drains) entry.drains = true;
