@@ -39,6 +39,8 @@ export interface CheckResult {
   imageEndOffset: number;
   /** One line per problem, for the human output and for tests. */
   problems: string[];
+  /** With `dryRun`: host offsets of the entries the repair would clear. */
+  clearedEntries?: number[];
 }
 
 export interface CheckOptions {
@@ -56,6 +58,12 @@ export interface CheckOptions {
   signal?: AbortSignal;
   /** Guest bytes whose tables were walked, of the image's size. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Decide as `fix: 'all'` would, write nothing, and report in `clearedEntries` where the
+   * entries lie that the repair would clear: what a dirty image opened read-only must not
+   * follow, so that it reads as its repair will leave it.
+   */
+  dryRun?: boolean;
 }
 
 interface PrivateCopy { entryHost: number; from: number; to: number }
@@ -64,6 +72,27 @@ interface PrivateCopy { entryHost: number; from: number; to: number }
 const MIN_COPIES = 16;
 
 export async function checkImage(file: BlockFile, header: QedHeader, options: CheckOptions = {}): Promise<CheckResult> {
+  if (!options.dryRun) return check(file, header, options, null);
+  // The repair's own walk over a file that takes no writes: every decision is the repair's.
+  const cleared: number[] = [];
+  const result = await check(withoutWrites(file), header, { ...options, fix: 'all', leakRepair: 'trailing', clearWhenNoSpace: false }, cleared);
+  return { ...result, clearedEntries: cleared };
+}
+
+/** Reads pass through; writes, truncates and flushes do nothing (a dry run of a repair). */
+function withoutWrites(file: BlockFile): BlockFile {
+  return {
+    path: file.path, readOnly: file.readOnly, read: (b, o) => file.read(b, o), size: () => file.size(), close: () => Promise.resolve(),
+    write: () => Promise.resolve(), truncate: () => Promise.resolve(), flush: () => Promise.resolve(),
+  };
+}
+
+/**
+ * `cleared` (dry runs) collects the entries cleared for reasons a look at the entry alone
+ * cannot tell (a table overlapping clusters in use, a reference over the copy limit): the
+ * engine refuses the others itself.
+ */
+async function check(file: BlockFile, header: QedHeader, options: CheckOptions, cleared: number[] | null): Promise<CheckResult> {
   const fix = options.fix ?? 'none';
   const fixAll = fix === 'all';
   const geometry = new Geometry(header.clusterSize, header.tableSize, header.headerSize);
@@ -93,6 +122,8 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
   const used = new UsedClusters();
   used.markRange(0, header.headerSize);
   used.markRange(header.l1TableOffset / cs, header.tableSize);
+  /** The L2 tables walked so far: a data entry aimed at one is cleared, never given a copy (see below). */
+  const tables = new UsedClusters();
   let appendAt = alignUp(fileSize, cs);
   const copies: PrivateCopy[] = [];
   const copyLimit = options.maxCopies ?? Infinity;
@@ -126,10 +157,11 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
       if (overlaps > 0) {
         result.corruptions += overlaps;
         result.problems.push(`L1 entry at ${hex(entryHost)}: L2 table ${hex(l2Offset)} overlaps ${overlaps} cluster(s) already in use${fixAll ? '; cleared' : ''}`);
-        if (fixAll) { l1Piece.setEntry(i, 0); result.corruptionsFixed += overlaps; }
+        if (fixAll) { l1Piece.setEntry(i, 0); result.corruptionsFixed += overlaps; cleared?.push(entryHost); }
         continue;
       }
       if (fixAll) used.markRange(l2Offset / cs, header.tableSize);
+      tables.markRange(l2Offset / cs, header.tableSize);
       let lastData = 0;
       await walkTable(file, l2Offset, geometry.tableBytes, (l2Piece) => {
         for (let j = 0; j < l2Piece.entryCount; j++) {
@@ -143,13 +175,18 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           // given a copy of the table, so the image reads (zeros or backing data) as a dirty
           // image opened read-only already reads it.
           const aimsAtL1 = entry < header.l1TableOffset + geometry.tableBytes && header.l1TableOffset < entry + cs;
-          const valid = !aimsAtL1 && isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
+          // Nor at an L2 table walked already: the repair changes that table as it goes, so a
+          // copy would hold neither what the guest read before nor the table (the engine cannot
+          // tell such an entry by itself: a dry run lists it for dirty read-only opens).
+          const aimsAtTable = !aimsAtL1 && Number.isSafeInteger(entry) && entry % cs === 0 && tables.has(entry / cs);
+          const valid = !aimsAtL1 && !aimsAtTable && isValidClusterOffset(entry, cs, geometry.headerBytes, fileLimit);
           if (valid) fixedByExtension(entry, cs, `L2 entry at ${hex(l2EntryHost)}`);
           if (valid && used.markRangeCountingOverlaps(entry / cs, 1) === 0) { distinctData++; continue; }
           result.corruptions++;
           if (!valid) {
-            result.problems.push(`L2 entry at ${hex(l2EntryHost)}: ${aimsAtL1 ? `cluster ${hex(entry)} is the L1 table` : `invalid cluster offset ${hex(entry)}`}`);
+            result.problems.push(`L2 entry at ${hex(l2EntryHost)}: ${aimsAtL1 ? `cluster ${hex(entry)} is the L1 table` : aimsAtTable ? `cluster ${hex(entry)} is an L2 table` : `invalid cluster offset ${hex(entry)}`}`);
             if (fixAll) { l2Piece.setEntry(j, 0); result.corruptionsFixed++; }
+            if (fixAll && aimsAtTable) cleared?.push(l2EntryHost);
             continue;
           }
           const problem = `L2 entry at ${hex(l2EntryHost)}: cluster ${hex(entry)} is referenced more than once`;
@@ -163,6 +200,7 @@ export async function checkImage(file: BlockFile, header: QedHeader, options: Ch
           } else {
             result.problems.push(`${problem}; cleared (over the limit on copies)`);
             l2Piece.setEntry(j, 0);
+            cleared?.push(l2EntryHost);
             result.corruptionsFixed++;
           }
         }

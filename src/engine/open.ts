@@ -35,6 +35,11 @@ export interface OpenImageOptions {
   maxChainDepth?: number;
   /** Without it, a read-write open of an image that needs a check is refused. */
   repair?: RepairHook;
+  /**
+   * Read-only opens of an image that needs a check: the entries its repair would clear for
+   * reasons only a whole-image check sees, so that it reads as it will after the repair.
+   */
+  planRepair?: (file: BlockFile, header: QedHeader) => Promise<ReadonlySet<number>>;
   /** Open only this layer: unallocated ranges read as zeros (qemu-img's -U style inspection). */
   noBacking?: boolean;
   /** false: take no image locks (QEMU's locking=off). Applies to every layer. */
@@ -124,6 +129,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
     await options.repair(file, info.header);
     info = await readHeader(file);
   }
+  const clearedByRepair = readOnly && hasFeature(info.header, QED_F_NEED_CHECK) ? await options.planRepair?.(file, info.header) : undefined;
   let backing: BlockDevice | null = null;
   if (info.backingName !== null && !options.noBacking) {
     const backingPath = options.store.resolveBacking(path, info.backingName);
@@ -146,6 +152,7 @@ async function openQedLayer(file: BlockFile, path: string, options: OpenImageOpt
       cacheBytes: options.cacheBytes,
       idleFlushMs: options.idleFlushMs,
       scheduler: options.scheduler,
+      clearedByRepair,
     });
     await image.clearAutoclearFeatures();
     return image;

@@ -61,6 +61,8 @@ export interface QedImageOptions {
   /** Quiet time after which dirty metadata is written back and NEED_CHECK cleared (QEMU: 5 s). */
   idleFlushMs?: number;
   scheduler?: Scheduler;
+  /** Read-only opens of a dirty image: entries the repair will clear, read as unallocated (ClusterLookup). */
+  clearedByRepair?: ReadonlySet<number>;
 }
 
 export class QedImage extends CheckedDevice {
@@ -97,6 +99,7 @@ export class QedImage extends CheckedDevice {
     const lookup = new ClusterLookup({
       file, geometry: this.geometry, l1TableOffset: header.l1TableOffset, openEnd: allocator.end,
       readAsRepaired: this.readOnly && (header.features & QED_F_NEED_CHECK) !== 0n,
+      clearedByRepair: options.clearedByRepair,
       allocatedEnd: () => allocator.end,
     });
     this.cache = new TableCache((hostOffset, into) => lookup.loadTableChunk(hostOffset, into), Math.max(cacheBytes, 4 * TABLE_CHUNK_BYTES));

@@ -20,6 +20,8 @@ export interface LookupOptions {
   openEnd: number;
   /** A dirty image opened read-only reads as the repair will leave it: invalid entries read as unallocated. */
   readAsRepaired: boolean;
+  /** With readAsRepaired: entries (by host offset) the repair will clear for reasons only a whole-image check sees. */
+  clearedByRepair?: ReadonlySet<number>;
   /** The allocator's end: nothing may point past what has been handed out. */
   allocatedEnd: () => number;
 }
@@ -65,6 +67,8 @@ export class ClusterLookup {
    * mapRange would give as its single data extent, without building it.
    */
   cachedDataOffset(offset: number, length: number): number {
+    // A dirty image opened read-only with entries its repair will clear: the general path decides.
+    if (this.o.clearedByRepair !== undefined && this.o.clearedByRepair.size > 0) return -1;
     const g = this.o.geometry;
     const within = offset % g.clusterSize;
     if (within + length > g.clusterSize) return -1;
@@ -162,12 +166,14 @@ export class ClusterLookup {
   }
 
   private isUsableDataOffset(entry: number, entryAtHost: number): boolean {
+    if (this.o.readAsRepaired && this.o.clearedByRepair?.has(entryAtHost)) return false;
     if (this.isValidData(entry, entryAtHost)) return true;
     if (this.o.readAsRepaired) return false;
     throw new FormatError(`L2 entry at ${hex(entryAtHost)} holds invalid cluster offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });
   }
 
   private isUsableTableOffset(entry: number, entryAtHost: number): boolean {
+    if (this.o.readAsRepaired && this.o.clearedByRepair?.has(entryAtHost)) return false;
     if (this.isValidTable(entry, entryAtHost)) return true;
     if (this.o.readAsRepaired) return false;
     throw new FormatError(`L1 entry at ${hex(entryAtHost)} holds invalid L2 table offset ${hex(entry)}`, { path: this.o.file.path, hostOffset: entryAtHost });

@@ -47,6 +47,7 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
   return openImage(path, {
     ...options, store: options.store ?? defaultFileStore(),
     repair: (file, header) => repairOnOpen(file, header, { signal: options.signal, onProgress: options.onRepairProgress }),
+    planRepair: planRepairOnOpen,
     backingPolicy: options.backingPolicy ?? defaultBackingPolicy,
   });
 }
@@ -78,4 +79,22 @@ export async function repairOnOpen(file: BlockFile, header: QedHeader, progress:
   if (result.corruptions > 0 || result.checkErrors > 0) {
     throw new FormatError(`image needs repair that could not be completed (${result.corruptions} corruptions remain: ${result.problems[0] ?? 'unknown'})`, { path: file.path });
   }
+}
+
+/** Entries a read-only open of a dirty image may mark as cleared at most: a bound on its memory. */
+export const MAX_PLANNED_CLEARS = 65536;
+
+/**
+ * What repairOnOpen would clear that the engine cannot tell by itself (tables overlapping
+ * clusters in use, references over the copy limit), found by a dry run of that repair: a
+ * dirty image opened read-only then reads as it will once repaired (issue 15).
+ */
+export async function planRepairOnOpen(file: BlockFile, header: QedHeader): Promise<ReadonlySet<number>> {
+  const { checkImage } = await import('../check/check.js');
+  const plan = await checkImage(file, header, { dryRun: true, maxCopies: OPEN_REPAIR_MAX_COPIES });
+  const cleared = plan.clearedEntries ?? [];
+  if (cleared.length > MAX_PLANNED_CLEARS) {
+    throw new FormatError(`image needs repair (NEED_CHECK is set) and has ${cleared.length} entries the repair would clear: open it read-write or run check -r all before reading it`, { path: file.path });
+  }
+  return new Set(cleared);
 }

@@ -22,6 +22,11 @@ export const IMAGE_REGRESSIONS: FuzzCase[] = [
   // (test/unit/check/overlapping-table-repair.test.ts).
   { base: 0, mutations: [{ kind: 'entry', level: 'l1', table: 0, index: 0, value: { anchor: 'l1', which: 0, delta: 0 } }, { kind: 'needCheck' }] },
   { base: 0, mutations: [{ kind: 'entry', level: 'l1', table: 0, index: 0, value: { anchor: 'l2', which: 0, delta: -4096 } }, { kind: 'backing', name: 'base.raw', raw: false }, { kind: 'needCheck' }] },
+  // A dirty image opened read-only did not read as its repair leaves it: two L1 entries naming
+  // one table; an L2 entry naming its own table while the repair changed that table
+  // (test/unit/engine/dirty-read-only-whole-image.test.ts).
+  { base: 0, mutations: [{ kind: 'entry', level: 'l1', table: 0, index: 0, value: { anchor: 'l2', which: 9, delta: 0 } }, { kind: 'needCheck' }] },
+  { base: 0, mutations: [{ kind: 'entry', level: 'l2', table: 0, index: 0, value: { anchor: 'tableBytes', which: 0, delta: 4096 } }, { kind: 'flip', region: 'l2', at: 1057, bit: 0 }, { kind: 'needCheck' }] },
 ];
 
 test('mutated images: only typed errors, no hang, bounded memory, clean after repair (ours and qemu-img)', { timeout: 30 * 60 * 1000 }, async () => {

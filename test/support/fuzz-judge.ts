@@ -6,6 +6,9 @@
 //     per cluster the file holds (at least 16), and new writes read back and leave it clean;
 //   - a read-write open of an image with NEED_CHECK set repairs it without growing it much,
 //     and the image is clean after new writes;
+//   - a dirty image reads the same opened read-only (before any repair) as after the repair
+//     a read-write open runs (README, Durability);
+//   - a run the map calls zero reads as zeros;
 //   - a write that succeeded reads back;
 //   - a successful convert gives a clean image with the same guest content.
 // The repaired image goes to `qemu-img check` when the campaign samples it.
@@ -82,16 +85,27 @@ function probeOffsets(base: FuzzBase, size: number, length: number): number[] {
   return [...new Set(candidates.filter((o) => o >= 0 && o + length <= size))];
 }
 
-async function readAround(judge: CaseJudge, device: BlockDevice, base: FuzzBase, label: string): Promise<void> {
+/** Reads at the probe offsets and the map; a run the map calls zero must read as zeros. Returns what was read (by offset). */
+async function readAround(judge: CaseJudge, device: BlockDevice, base: FuzzBase, label: string): Promise<Map<number, Uint8Array>> {
+  const seen = new Map<number, Uint8Array>();
   for (const at of probeOffsets(base, device.size, 4096)) {
-    await judge.attempt(`${label}: read at ${at}`, () => device.read(new Uint8Array(4096), at));
+    const buf = new Uint8Array(4096);
+    if (await judge.attempt(`${label}: read at ${at}`, async () => { await device.read(buf, at); return true; })) seen.set(at, buf);
   }
   await judge.attempt(`${label}: map`, async () => {
     let runs = 0;
-    for await (const _ of chainBlockStatus(device, 0, device.size)) {
+    const zeroRuns: Array<{ start: number; length: number }> = [];
+    for await (const run of chainBlockStatus(device, 0, device.size)) {
       if (++runs > MAX_MAP_RUNS) { judge.fail(`${label}: map yields more than ${MAX_MAP_RUNS} runs for a ${device.size}-byte image`); break; }
+      if (run.zero && zeroRuns.length < 16) zeroRuns.push({ start: run.start, length: run.length });
+    }
+    for (const run of zeroRuns) {
+      const buf = new Uint8Array(Math.min(run.length, 4096));
+      const ok = await judge.attempt(`${label}: read of a zero run at ${run.start}`, async () => { await device.read(buf, run.start); return true; });
+      if (ok && !buf.every((b) => b === 0)) judge.fail(`${label}: map calls ${run.start}+${run.length} zero but it reads other bytes`);
     }
   });
+  return seen;
 }
 
 /** Write at the probe offsets, read each back at once; returns what was written where. */
@@ -142,6 +156,7 @@ export async function judgeCase(fuzzCase: FuzzCase, bases: FuzzBase[], neighbour
   const cs = base.layout.clusterSize;
 
   // 1. Read-only: header, open with the backing chain, reads, map, check.
+  let readOnlyView: Map<number, Uint8Array> | null = null;
   {
     const { store, file } = storeFor(bytes, neighbours);
     const view = file.view(true);
@@ -150,7 +165,7 @@ export async function judgeCase(fuzzCase: FuzzCase, bases: FuzzBase[], neighbour
     if (info) await judge.attempt('check', () => checkImage(view, info.header));
     const device = await judge.attempt('open read-only', () => openDevice(FUZZ_IMAGE, { store, readOnly: true }));
     if (device) {
-      try { await readAround(judge, device, base, 'read-only'); } finally { await judge.attempt('close read-only', () => device.close()); }
+      try { readOnlyView = await readAround(judge, device, base, 'read-only'); } finally { await judge.attempt('close read-only', () => device.close()); }
     }
   }
 
@@ -185,6 +200,14 @@ export async function judgeCase(fuzzCase: FuzzCase, bases: FuzzBase[], neighbour
     if (device) {
       if (dirty && file.sizeSync > alignedUp(bytes.length, cs) + MIN_COPIES * cs) {
         judge.fail(`the repair on open grew a ${bytes.length}-byte file to ${file.sizeSync} bytes`);
+      }
+      // A dirty image opened read-only reads as its repair leaves it (README, Durability).
+      if (dirty && readOnlyView) {
+        for (const [at, before] of readOnlyView) {
+          const now = new Uint8Array(before.length);
+          const read = await judge.attempt(`repaired: read at ${at}`, async () => { await device.read(now, at); return true; });
+          if (read && Buffer.compare(now, before) !== 0) judge.fail(`guest bytes at ${at} read differently read-only before the repair and after it`);
+        }
       }
       try {
         await writeAround(judge, device, base, 'read-write');
