@@ -43,7 +43,7 @@ test('the operation explorer can fail: a commit that empties the overlay before 
     ...good, name: 'commit, overlay emptied first',
     async run(store) {
       const overlay = await openDevice(TOP, { store, readOnly: true, noBacking: true });
-      const extents = (await overlay.blockStatus(0, overlay.size)).filter((e) => e.kind === 'data');
+      const extents = (await overlay.layerStatus(0, overlay.size)).filter((e) => e.kind === 'data');
       const pieces = await Promise.all(extents.map(async (e) => {
         const data = new Uint8Array(e.length);
         await overlay.read(data, e.guestOffset);

@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { MemoryStore } from '../../src/io/memory-file.js';
 import { createImage } from '../../src/ops/create.js';
 import { openDevice } from '../../src/ops/open.js';
-import { chainBlockStatus } from '../../src/engine/chain-status.js';
 import { startNbdServer } from '../../src/nbd/server/server.js';
 import { u32be, u64be, optionBytes, infoRequestData, OPT, CMD, NBD_SIMPLE_REPLY_MAGIC } from '../support/nbd-raw-client.js';
 
@@ -25,7 +24,7 @@ test('requests sent before the client ends its side of the stream are all answer
   await createImage('/h/disk.qed', { store, size: 64 * MiB, clusterSize: 4096, tableSize: 2, backingFile: 'base.raw', backingFormat: 'raw' });
   const device = await openDevice('/h/disk.qed', { store, idleFlushMs: 1e9 });
   const path = join(dir, 'nbd.sock');
-  const server = await startNbdServer({ exports: [{ name: 'disk', description: '', device }], listen: { kind: 'unix', path }, chainStatus: chainBlockStatus });
+  const server = await startNbdServer({ exports: [{ name: 'disk', description: '', device }], listen: { kind: 'unix', path } });
   t.after(async () => { await server.stop(); await device.close(); });
 
   const request = (type: number, handle: number, offset: number, length: number) =>

@@ -13,7 +13,6 @@ import fc from 'fast-check';
 import { MemoryStore } from '../../src/io/memory-file.js';
 import { createImage } from '../../src/ops/create.js';
 import { openDevice } from '../../src/ops/open.js';
-import { chainBlockStatus } from '../../src/engine/chain-status.js';
 import { startNbdServer } from '../../src/nbd/server/server.js';
 import { NbdRawClient } from './nbd-raw-client.js';
 import { encodeStream, nbdFuzzCaseArb, type NbdFuzzCase } from './nbd-fuzz-streams.js';
@@ -91,7 +90,7 @@ async function run(job: NbdFuzzJob): Promise<void> {
   let serverLogLines = 0;
   const server = await startNbdServer({
     exports: [{ name: 'disk', description: 'fuzzed', device: disk }, { name: 'ro', description: '', device: ro }],
-    listen: { kind: 'unix', path }, chainStatus: chainBlockStatus, maxClients: 64, handshakeTimeoutMs: 5000,
+    listen: { kind: 'unix', path }, maxClients: 64, handshakeTimeoutMs: 5000,
     log: () => { serverLogLines++; },
   });
   const stats = { regressions: 0, cases: 0, reachedTransmission: 0, requestsAnswered: 0, goodReads: 0, bytesSent: 0, peakMemoryMiB: 0 };

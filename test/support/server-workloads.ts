@@ -7,7 +7,6 @@
 // durable every write answered on any connection before it was sent.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { chainBlockStatus } from '../../src/engine/chain-status.js';
 import { startNbdServer } from '../../src/nbd/server/server.js';
 import { CMD, CMD_FLAG, NbdRawClient, type CommandResult } from './nbd-raw-client.js';
 import { patternBytes, type Random } from './crash-random.js';
@@ -63,7 +62,7 @@ function overNbd(name: string, shape: Pick<Workload, 'clusterSize' | 'tableSize'
       const path = join(dir, 'nbd.sock');
       const server = await startNbdServer({
         exports: [{ name: 'disk', description: '', device: g.device }], listen: { kind: 'unix', path },
-        chainStatus: chainBlockStatus, maxClients: connections,
+        maxClients: connections,
       });
       const clients: NbdRawClient[] = [];
       try {
