@@ -39,7 +39,7 @@ test('mutated images: only typed errors, no hang, bounded memory, clean after re
   const s = report.stats;
   console.log(`image fuzzer: seed ${seed} (QED_FUZZ_SEED=${seed} repeats it), ${s['cases'] ?? 0} generated cases + ${s['regressions'] ?? 0} regression cases`
     + ` in ${((performance.now() - started) / 1000).toFixed(1)} s; ${s['completedOps'] ?? 0} operations completed, ${s['refusedOps'] ?? 0} refused with typed errors;`
-    + ` ${s['repairedImages'] ?? 0} images repaired, ${s['qemuChecked'] ?? 0} of them also checked clean by qemu-img (${s['qemuCouldNotOpen'] ?? 0} sampled that qemu-img could not open)`);
+    + ` ${s['repairedImages'] ?? 0} images repaired, ${s['qemuChecked'] ?? 0} of them also checked clean by qemu-img (${s['qemuCouldNotOpen'] ?? 0} sampled that qemu-img could not open); peak heap and buffers ${s['peakMemoryMiB'] ?? 0} MiB`);
   assert.equal(report.failure, null, report.failure ?? '');
   assert.equal(s['cases'], cases, 'every generated case ran');
   assert.ok((s['qemuChecked'] ?? 0) > 0, 'qemu-img judged some repaired images');

@@ -23,6 +23,8 @@ import { chainBlockStatus } from '../../src/engine/chain-status.js';
 import type { MemoryFile, MemoryStore } from '../../src/io/memory-file.js';
 import { openDevice } from '../../src/ops/open.js';
 import { convertImage } from '../../src/ops/convert.js';
+import { rebaseImage } from '../../src/ops/rebase.js';
+import { amendImage } from '../../src/ops/amend.js';
 import { FUZZ_IMAGE, storeFor, type FuzzBase } from './fuzz-base-images.js';
 import { applyMutations, type FuzzCase } from './fuzz-mutations.js';
 
@@ -195,7 +197,7 @@ export async function judgeCase(fuzzCase: FuzzCase, bases: FuzzBase[], neighbour
   // 3. Read-write open of the mutated image itself (the NEED_CHECK repair runs if set).
   {
     const { store, file } = storeFor(bytes, neighbours);
-    const dirty = bytes.length >= 24 && (new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(16, true) & 2n) !== 0n;
+    const dirty = dirtyOf(bytes);
     const device = await judge.attempt('open read-write', () => openDevice(FUZZ_IMAGE, { store, idleFlushMs: NO_IDLE_FLUSH_MS }));
     if (device) {
       if (dirty && file.sizeSync > alignedUp(bytes.length, cs) + MIN_COPIES * cs) {
@@ -232,7 +234,30 @@ export async function judgeCase(fuzzCase: FuzzCase, bases: FuzzBase[], neighbour
       await compareDevices(judge, store, base);
     }
   }
+
+  // 5. Operations that write into the mutated image: convert -n of a good image into it, a
+  // growing resize, header rewrites (rebase -u, amend). Only typed errors; a dirty image is
+  // repaired by the first of them and must stay clean.
+  {
+    const { store, file } = storeFor(bytes, neighbours);
+    await judge.attempt('convert -n into it', () => convertImage('/fuzz/base.qed', FUZZ_IMAGE, { store, noCreate: true }));
+    const device = await judge.attempt('open for resize', () => openDevice(FUZZ_IMAGE, { store, idleFlushMs: NO_IDLE_FLUSH_MS }));
+    if (device) {
+      try {
+        await judge.attempt('resize', () => device.resize(device.size + 64 * cs));
+      } finally {
+        await judge.attempt('close after resize', () => device.close());
+      }
+    }
+    await judge.attempt('rebase -u', () => rebaseImage(FUZZ_IMAGE, 'base.raw', { store, unsafe: true, backingFormat: 'raw' }));
+    await judge.attempt('amend', () => amendImage(FUZZ_IMAGE, { store, backingFile: 'base.qed', backingFormat: 'qed' }));
+    if (dirtyOf(bytes)) await checkClean(judge, file, 'written into after its repair', true);
+  }
   return { problems: judge.found, refused: judge.refused, completed: judge.completed, repaired };
+}
+
+function dirtyOf(bytes: Uint8Array): boolean {
+  return bytes.length >= 24 && (new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(16, true) & 2n) !== 0n;
 }
 
 async function compareDevices(judge: CaseJudge, store: MemoryStore, base: FuzzBase): Promise<void> {

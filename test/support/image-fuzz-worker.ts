@@ -18,13 +18,17 @@ export interface ImageFuzzJob {
   qemuEvery: number;
 }
 
+const MiB = 1024 * 1024;
+/** Heap and buffers after a case, at most: the images are a few hundred KiB; a claimed size must never be allocated. */
+const MEMORY_BOUND = 1024 * MiB;
+
 function post(m: WorkerMessage): void { parentPort!.postMessage(m); }
 
 async function run(job: ImageFuzzJob): Promise<void> {
   const bases = fuzzBases();
   const neighbours = await fuzzNeighbours();
   const dir = mkdtempSync('/dev/shm/qed-fuzz-');
-  const stats = { regressions: 0, cases: 0, refusedOps: 0, completedOps: 0, repairedImages: 0, qemuChecked: 0, qemuCouldNotOpen: 0 };
+  const stats = { regressions: 0, cases: 0, refusedOps: 0, completedOps: 0, repairedImages: 0, qemuChecked: 0, qemuCouldNotOpen: 0, peakMemoryMiB: 0 };
   let sampled = 0;
   const judge = async (c: FuzzCase): Promise<string[]> => {
     post({ kind: 'case', description: JSON.stringify(c) });
@@ -32,6 +36,9 @@ async function run(job: ImageFuzzJob): Promise<void> {
     stats.refusedOps += outcome.refused;
     stats.completedOps += outcome.completed;
     const problems = [...outcome.problems];
+    const { heapUsed, arrayBuffers } = process.memoryUsage();
+    stats.peakMemoryMiB = Math.max(stats.peakMemoryMiB, Math.round((heapUsed + arrayBuffers) / MiB));
+    if (heapUsed + arrayBuffers > MEMORY_BOUND) problems.push(`${Math.round((heapUsed + arrayBuffers) / MiB)} MiB of heap and buffers in use after this case`);
     const base = bases[c.base % bases.length]!;
     if (outcome.repaired) {
       stats.repairedImages++;
