@@ -92,7 +92,13 @@ const optionArb: fc.Arbitrary<FuzzOption> = fc.oneof(
 
 /** How the handshake ends: GO or EXPORT_NAME of some export, ABORT, or nothing. */
 const endingArb: fc.Arbitrary<FuzzOption[]> = fc.oneof(
-  { weight: 6, arbitrary: exportRequestData.map((data) => [{ option: OPTIONS.GO, data }]) },
+  // Mostly a GO that succeeds, so that most streams reach their requests.
+  {
+    weight: 8,
+    arbitrary: fc.tuple(fc.constantFrom('', 'disk', 'ro'), fc.subarray([1, 2, 3]))
+      .map(([name, infos]) => [{ option: OPTIONS.GO, data: [...str32(Buffer.from(name)), ...u16(infos.length), ...infos.flatMap((i) => [...u16(i)])] }]),
+  },
+  { weight: 3, arbitrary: exportRequestData.map((data) => [{ option: OPTIONS.GO, data }]) },
   { weight: 2, arbitrary: fc.constantFrom('', 'disk', 'ro', 'nope').map((n) => [{ option: OPTIONS.EXPORT_NAME, data: text(n) }]) },
   { weight: 1, arbitrary: fc.constant<FuzzOption[]>([{ option: OPTIONS.ABORT, data: [] }]) },
   { weight: 1, arbitrary: fc.constant([] as FuzzOption[]) },
