@@ -122,7 +122,8 @@ async function serveConnection(socket: Socket, settings: ConnectionSettings, sig
     socket.destroy();
   }, settings.handshakeTimeoutMs);
   const stopDuringHandshake = (): void => { if (handshakeTimer) socket.destroy(); };
-  void signal.stopped.then(stopDuringHandshake);
+  // Forgotten when the connection ends: a reaction on the shared stop promise would keep every socket ever served.
+  const forgetStop = signal.onStop(stopDuringHandshake);
   try {
     const negotiated = await negotiate(socket, settings);
     clearTimeout(handshakeTimer);
@@ -134,6 +135,7 @@ async function serveConnection(socket: Socket, settings: ConnectionSettings, sig
   } catch (err) {
     if (!(err instanceof ConnectionClosed)) settings.log(`connection failed: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
+    forgetStop();
     if (handshakeTimer) clearTimeout(handshakeTimer);
     socket.destroy();
   }
