@@ -152,6 +152,7 @@ export class NodeFile implements BlockFile {
   }
 
   write(buf: Uint8Array, offset: number): Promise<void> {
+    this.knownRun = null;
     if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES) {
       try {
         const written = writeSync(this.handle.fd, buf, 0, buf.length, offset);
@@ -195,6 +196,7 @@ export class NodeFile implements BlockFile {
   }
 
   async truncate(size: number): Promise<void> {
+    this.knownRun = null;
     try { await this.handle.truncate(size); } catch (err) { throw wrapIoError('truncate', this.path, size, err); }
   }
 
@@ -232,10 +234,25 @@ export class NodeFile implements BlockFile {
     try {
       for (let pos = offset; pos < end;) {
         if (runs.length >= MAX_HOLE_RUNS) { runs.push({ offset: pos, length: end - pos, data: true }); break; }
-        const data = seek(fd, pos, false);
-        if (data < 0 || data >= end) { runs.push({ offset: pos, length: end - pos, data: false }); break; }
-        if (data > pos) runs.push({ offset: pos, length: data - pos, data: false });
-        const hole = Math.min(end, seek(fd, data, true));
+        const known = this.knownRun !== null && this.knownRun.start <= pos && pos < this.knownRun.end ? this.knownRun : null;
+        if (known && !known.data) {
+          const holeEnd = Math.min(end, known.end);
+          runs.push({ offset: pos, length: holeEnd - pos, data: false });
+          pos = holeEnd;
+          continue;
+        }
+        const data = known ? pos : seek(fd, pos, false);
+        if (data < 0 || data >= end) {
+          runs.push({ offset: pos, length: end - pos, data: false });
+          if (data >= end) this.knownRun = { start: pos, end: data, data: false };
+          break;
+        }
+        if (data > pos) { runs.push({ offset: pos, length: data - pos, data: false }); this.knownRun = { start: pos, end: data, data: false }; }
+        // SEEK_HOLE scans up to the next hole, which in a file without holes is its end: the
+        // whole run is remembered so the next step of the walk needs no second scan.
+        const nextHole = known ? known.end : seek(fd, data, true);
+        if (!known) this.knownRun = { start: data, end: nextHole, data: true };
+        const hole = Math.min(end, nextHole);
         runs.push({ offset: data, length: hole - data, data: true });
         pos = hole;
       }
@@ -244,6 +261,14 @@ export class NodeFile implements BlockFile {
     }
     return runs;
   }
+
+  /**
+   * The last run SEEK_DATA/SEEK_HOLE found, beyond the range then asked about (cleared by any
+   * write or truncate of ours): walks ask range by range, and each SEEK_HOLE scans the
+   * page cache up to the next hole, so without it a 4 GiB file without holes was scanned
+   * to its end once per 256 MiB step.
+   */
+  private knownRun: { start: number; end: number; data: boolean } | null = null;
 
   async close(): Promise<void> {
     try { await this.handle.close(); } catch (err) { throw wrapIoError('close', this.path, undefined, err); }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { BlockFile, FileStore } from '../../src/io/block-file.js';
 import { MemoryStore } from '../../src/io/memory-file.js';
 import { NodeFile, NodeFileStore } from '../../src/io/node-file.js';
+import { loadNative } from '../../src/io/native.js';
 import { RawImage } from '../../src/engine/raw-image.js';
 import { convertImage } from '../../src/ops/convert.js';
 import { qed, qemuImg } from '../support/qemu.js';
@@ -40,6 +41,28 @@ test('map of a sparse raw file prints what qemu-img map prints, in JSON and as t
     const theirs = await qemuImg(['map', '-f', 'raw', `--output=${output}`, path]);
     assert.equal(ours.code, 0, ours.stderr);
     assert.equal(ours.stdout, theirs.stdout, `--output=${output}`);
+  }
+});
+
+test('a walk in steps over a file without holes scans it once, not once per step (SEEK_HOLE runs to the next hole), and a write forgets what was found', async (t) => {
+  const dir = await scratch(t);
+  const path = await sparseRaw(dir, 8 * MiB, []);
+  const handle = await open(path, 'r+');
+  await handle.write(Buffer.alloc(8 * MiB, 1), 0, 8 * MiB, 0);
+  await handle.close();
+  const native = loadNative();
+  assert.ok(native.ok && native.io.seekData, 'the addon with lseek SEEK_DATA/SEEK_HOLE');
+  let seeks = 0;
+  const counting = { ok: true as const, io: { ...native.io, seekData: (fd: number, offset: number, hole: boolean) => { seeks++; return native.io.seekData!(fd, offset, hole); } } };
+  const file = await NodeFile.open(path, 'read-write', { native: counting, lock: false });
+  try {
+    for (let at = 0; at < 8 * MiB; at += MiB) assert.deepEqual(await file.findData(at, MiB), [{ offset: at, length: MiB, data: true }]);
+    assert.equal(seeks, 2, 'one SEEK_DATA and one SEEK_HOLE for the whole walk');
+    await file.truncate(16 * MiB);
+    assert.deepEqual(await file.findData(7 * MiB, 2 * MiB), [{ offset: 7 * MiB, length: MiB, data: true }, { offset: 8 * MiB, length: MiB, data: false }]);
+    assert.equal(seeks, 5, 'after a truncate the file is asked again (data, hole, and no data past the old end)');
+  } finally {
+    await file.close();
   }
 });
 
