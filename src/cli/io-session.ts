@@ -5,7 +5,8 @@
 import { createInterface } from 'node:readline';
 import { printable } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
-import { IO_COMMANDS, type IoCommand, type IoContext, type IoOutput, type Outcome } from './io-commands.js';
+import { IO_COMMANDS } from './io-commands.js';
+import type { IoCommand, IoContext, IoOutput, Outcome } from './io-command-kit.js';
 import { currentPersona } from './persona.js';
 import { qemuWording } from './qemu-wording.js';
 import { openIoImage, parseCacheMode, type IoOpenOptions, type OpenedImage } from './io-open.js';
