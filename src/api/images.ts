@@ -1,5 +1,5 @@
 // Creating and opening images: the two calls every user makes first.
-import { UsageError, withPath } from '../base/errors.js';
+import { UsageError } from '../base/errors.js';
 import type { FileStore } from '../io/block-file.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
@@ -7,7 +7,7 @@ import type { BackingPolicy } from '../engine/open.js';
 import { createImage as createImageOp, type CreateImageOptions, type CreatedImage } from '../ops/create.js';
 import { openDevice } from '../ops/open.js';
 import { track } from './open-images.js';
-import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, optionsObject, requirePath } from './validate.js';
+import { guarded, optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, optionsObject } from './validate.js';
 
 /**
  * An open image (QED or raw, with its backing chain): read, write, zero, flush, resize, walk
@@ -48,13 +48,8 @@ export interface OpenImageOptions {
  * await using disk = await openImage('disk.qed');
  * await disk.write(Buffer.alloc(4096, 1), 0);
  */
-export async function openImage(path: string, options?: OpenImageOptions): Promise<Image> {
-  requirePath(path, 'path');
-  try {
-    return await openValidated(path, options);
-  } catch (err) {
-    throw withPath(err, path);
-  }
+export function openImage(path: string, options?: OpenImageOptions): Promise<Image> {
+  return guarded(path, 'path', () => openValidated(path, options));
 }
 
 async function openValidated(path: string, options: OpenImageOptions | undefined): Promise<Image> {
@@ -95,13 +90,8 @@ export type { CreateImageOptions, CreatedImage };
  * @example
  * await createImage('disk.qed', { size: 10 * 2 ** 30, exclusive: true });
  */
-export async function createImage(path: string, options?: CreateImageOptions): Promise<CreatedImage> {
-  requirePath(path, 'path');
-  try {
-    return await createValidated(path, options);
-  } catch (err) {
-    throw withPath(err, path);
-  }
+export function createImage(path: string, options?: CreateImageOptions): Promise<CreatedImage> {
+  return guarded(path, 'path', () => createValidated(path, options));
 }
 
 async function createValidated(path: string, options: CreateImageOptions | undefined): Promise<CreatedImage> {

@@ -17,7 +17,7 @@ import { rebaseImage } from '../ops/rebase.js';
 import { resizeImage } from '../ops/resize.js';
 import { backingPolicyOf } from './images.js';
 import type { BackingPolicy } from '../engine/open.js';
-import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, optionsObject, requirePath } from './validate.js';
+import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, guarded, optionsObject, requirePath } from './validate.js';
 
 /** Called as a long operation goes: `done` of `total` bytes (of the guest size, or of the walk). */
 export type ProgressCallback = (done: number, total: number) => void;
@@ -30,15 +30,6 @@ export interface LongOperationOptions {
   store?: FileStore;
   /** Which backing files may be followed. */
   backingPolicy?: BackingPolicy;
-}
-
-async function guarded<T>(path: unknown, what: string, job: () => Promise<T>): Promise<T> {
-  const file = requirePath(path, what);
-  try {
-    return await job();
-  } catch (err) {
-    throw withPath(err, file);
-  }
 }
 
 function control(o: Partial<LongOperationOptions>, what: string): { signal?: AbortSignal; onProgress?: ProgressCallback } {

@@ -1,12 +1,22 @@
 // Argument checks at the package boundary: JavaScript callers can pass anything, and every
 // failure of the library must be one of its own errors (UsageError), never a TypeError from
 // deep inside.
-import { UsageError, throwIfAborted } from '../base/errors.js';
+import { UsageError, throwIfAborted, withPath } from '../base/errors.js';
 import type { ImageFormat } from '../format/probe.js';
 
 export function requirePath(value: unknown, what: string): string {
   if (typeof value !== 'string' || value === '') throw new UsageError(`${what} must be a non-empty string, not ${describe(value)}`);
   return value;
+}
+
+/** Run `job` for the file `path` names: a bad path is refused first, and every error names the file. */
+export async function guarded<T>(path: unknown, what: string, job: () => Promise<T>): Promise<T> {
+  const file = requirePath(path, what);
+  try {
+    return await job();
+  } catch (err) {
+    throw withPath(err, file);
+  }
 }
 
 /** The options object itself: undefined means none. */

@@ -76,6 +76,16 @@ async function assertClosed(c: NbdRawClient, what: string, ms = 3000): Promise<v
   c.destroy();
 }
 
+/** nbdsh lines defining err(f): "OK", or the errno name libnbd raised for the call f. */
+const NBDSH_ERRNO_OF = [
+  'def err(f):',
+  '    try:',
+  '        f()',
+  '        return "OK"',
+  '    except nbd.Error as e:',
+  '        return errno.errorcode.get(e.errno, str(e.errno))',
+];
+
 describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
   it('EOF at every byte of the handshake, unknown client flags, a bad option magic: each connection dropped, the server keeps serving', async (t) => {
     const dir = await nbdScratch(t);
@@ -449,12 +459,7 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
       'h.set_strict_mode(0)',
       'h.add_meta_context("base:allocation")',
       `h.connect_uri(${JSON.stringify(uri)})`,
-      'def err(f):',
-      '    try:',
-      '        f()',
-      '        return "OK"',
-      '    except nbd.Error as e:',
-      '        return errno.errorcode.get(e.errno, str(e.errno))',
+      ...NBDSH_ERRNO_OF,
       'size = h.get_size()',
       'print("read-past-end", err(lambda: h.pread(1024, size - 512)))',
       'print("write-past-end", err(lambda: h.pwrite(b"x" * 1024, size - 512)))',
@@ -491,12 +496,7 @@ describe('hostile NBD clients against qed serve', { concurrency: 2 }, () => {
       'import errno',
       'h.set_strict_mode(0)',
       `h.connect_uri(${JSON.stringify(ro.uri())})`,
-      'def err(f):',
-      '    try:',
-      '        f()',
-      '        return "OK"',
-      '    except nbd.Error as e:',
-      '        return errno.errorcode.get(e.errno, str(e.errno))',
+      ...NBDSH_ERRNO_OF,
       'print(err(lambda: h.pwrite(b"x" * 512, 0)), err(lambda: h.trim(512, 0)), err(lambda: h.zero(512, 0)), h.pread(2, 0).hex())',
     ].join('\n')));
     assert.equal(r2.stdout.trim(), 'EPERM EPERM EPERM 6161');
