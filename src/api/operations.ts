@@ -17,7 +17,7 @@ import { rebaseImage } from '../ops/rebase.js';
 import { resizeImage } from '../ops/resize.js';
 import { backingPolicyOf } from './images.js';
 import type { BackingPolicy } from '../engine/open.js';
-import { optionalBoolean, optionalBytes, optionalFormat, optionalFunction, optionalSignal, guarded, optionsObject, requirePath } from './validate.js';
+import { guarded, optionalBoolean, optionalBytes, optionalCount, optionalFormat, optionalFunction, optionalSignal, optionsObject, requirePath } from './validate.js';
 
 /** Called as a long operation goes: `done` of `total` bytes (of the guest size, or of the walk). */
 export type ProgressCallback = (done: number, total: number) => void;
@@ -61,17 +61,12 @@ export function convert(source: string, target: string, options?: ConvertOptions
       backingFormat: optionalFormat(o.backingFormat, 'backingFormat'),
       sparseSize: optionalBytes(o.sparseSize, 'sparseSize'),
       noCreate: optionalBoolean(o.existingTarget, 'existingTarget'),
-      inFlight: positive(optionalBytes(o.inFlight, 'inFlight'), 'inFlight'),
+      inFlight: optionalCount(o.inFlight, 'inFlight'),
       forceShare: optionalBoolean(o.forceShare, 'forceShare'),
       store: o.store, backingPolicy: backingPolicyOf(o.backingPolicy),
       ...control(o, 'convert'),
     });
   });
-}
-
-function positive(value: number | undefined, what: string): number | undefined {
-  if (value === 0) throw new UsageError(`${what} must be at least 1`);
-  return value;
 }
 
 /** Options of check. */

@@ -10,7 +10,7 @@ import { defaultFileStore } from '../io/default-store.js';
 import type { FileStore } from '../io/block-file.js';
 import { zeroRuns } from '../ops/zero-detect.js';
 import { createImage, openImage, type CreateImageOptions, type CreatedImage } from './images.js';
-import { optionalBoolean, optionalBytes, optionalFunction, optionalSignal, optionsObject } from './validate.js';
+import { optionalBoolean, optionalBytes, optionalCount, optionalFunction, optionalSignal, optionsObject } from './validate.js';
 
 const DEFAULT_CHUNK = 4 * 1024 * 1024;
 const DEFAULT_IN_FLIGHT = 4;
@@ -63,18 +63,13 @@ export function createReadStream(image: BlockDevice, options?: ReadStreamOptions
     throw new UsageError(`range ${start}..${end - 1} is outside the image (${image.size} bytes)`, { path: image.path });
   }
   const sparse = optionalBoolean(o.sparse, 'sparse') ?? false;
-  const chunkSize = positiveOr(optionalBytes(o.chunkSize, 'chunkSize'), DEFAULT_CHUNK, 'chunkSize');
-  const inFlight = positiveOr(optionalBytes(o.inFlight, 'inFlight'), DEFAULT_IN_FLIGHT, 'inFlight');
+  const chunkSize = optionalCount(o.chunkSize, 'chunkSize') ?? DEFAULT_CHUNK;
+  const inFlight = optionalCount(o.inFlight, 'inFlight') ?? DEFAULT_IN_FLIGHT;
   const signal = optionalSignal(o.signal, 'read stream');
   const chunks = readChunks(image, start, end, chunkSize, inFlight, signal);
   const source = sparse ? chunks : bytesOf(chunks);
   const stream = Readable.from(source, { objectMode: sparse, highWaterMark: sparse ? inFlight : chunkSize });
   return Object.defineProperty(stream, 'length', { value: end - start, enumerable: true }) as ImageReadStream;
-}
-
-function positiveOr(value: number | undefined, fallback: number, what: string): number {
-  if (value === 0) throw new UsageError(`${what} must be at least 1`);
-  return value ?? fallback;
 }
 
 /** Ranges to emit: runs that read as zeros (long enough to be worth it) and ranges to read. */
@@ -186,8 +181,8 @@ class ImageWriter extends Writable {
     const signal = optionalSignal(o.signal, 'write stream');
     super({ highWaterMark: DEFAULT_CHUNK, signal });
     if (typeof path !== 'string' || path === '') throw new UsageError('path must be a non-empty string');
-    this.chunkSize = positiveOr(optionalBytes(o.chunkSize, 'chunkSize'), DEFAULT_CHUNK, 'chunkSize');
-    this.inFlight = positiveOr(optionalBytes(o.inFlight, 'inFlight'), DEFAULT_IN_FLIGHT, 'inFlight');
+    this.chunkSize = optionalCount(o.chunkSize, 'chunkSize') ?? DEFAULT_CHUNK;
+    this.inFlight = optionalCount(o.inFlight, 'inFlight') ?? DEFAULT_IN_FLIGHT;
     this.sparseSize = optionalBytes(o.sparseSize, 'sparseSize') ?? 4096;
     if (this.sparseSize % 512 !== 0) throw new UsageError(`sparseSize ${this.sparseSize} is not a multiple of 512`, { path });
     this.fixedSize = optionalBytes(o.size, 'size');

@@ -40,6 +40,13 @@ export function optionalBytes(value: unknown, what: string): number | undefined 
   return value;
 }
 
+/** A whole number of at least 1 (requests in flight, bytes per chunk). */
+export function optionalCount(value: unknown, what: string): number | undefined {
+  const count = optionalBytes(value, what);
+  if (count === 0) throw new UsageError(`${what} must be at least 1`);
+  return count;
+}
+
 export function optionalBoolean(value: unknown, what: string): boolean | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'boolean') throw new UsageError(`${what} must be true or false, not ${describe(value)}`);
