@@ -13,7 +13,6 @@ import type { BackingPolicy } from '../engine/open.js';
 import { runPoolOver } from './pool.js';
 import { type Piece, piecesOf } from './walk.js';
 import { chainBlockStatus } from '../engine/chain-status.js';
-import { Mutex } from '../engine/mutex.js';
 import { forEachDataRun, isAllZero, sameBytes, zeroRuns } from './zero-detect.js';
 
 export interface ConvertOptions {
@@ -84,7 +83,6 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
       onProgress: options.onProgress,
       signal: options.signal,
       salvage: options.salvage,
-      targetWrites: new Mutex(),
     });
     await target.flush();
   } finally {
@@ -98,12 +96,6 @@ interface CopyPlan {
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
   salvage?: (problem: SalvagedProblem) => void;
-  /**
-   * Data into a fresh target is written one request at a time while reads go on in parallel:
-   * buffered writes into one file serialize on its inode lock in the kernel anyway, and
-   * writers queued there only hold thread-pool threads that the source's reads could use.
-   */
-  targetWrites: Mutex;
 }
 
 const SECTOR = 512;
@@ -189,7 +181,7 @@ async function copyChunk(source: BlockDevice, target: BlockDevice, job: ChunkJob
   }
   if (targetReadsZero) {
     // Only the data is written; zero blocks are already what the target reads.
-    await forEachDataRun(data, plan.sparseSize, (from, to) => plan.targetWrites.run(() => target.write(data.subarray(from, to), start + from)));
+    await forEachDataRun(data, plan.sparseSize, (from, to) => target.write(data.subarray(from, to), start + from));
     return;
   }
   const current = scratch!; // taken whenever the target is not known to read zeros
