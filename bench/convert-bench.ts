@@ -16,7 +16,7 @@ const args = new Map(process.argv.slice(2).map((a) => {
 const rounds = Number(args.get('rounds') ?? 3);
 const size = parseSize(args.get('size') ?? '1G');
 const dir = mkdtempSync(join(args.get('dir') ?? '/dev/shm', 'qed-convert-bench-'));
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../src/cli/qed.cjs', import.meta.url));
 
 function parseSize(text: string): number {
   const m = /^(\d+)([KMG]?)$/i.exec(text);

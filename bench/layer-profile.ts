@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSet, readBenchOptions } from './options.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/qed.cjs', import.meta.url));
 
 interface Workload { name: string; args: string[]; write: boolean }
 

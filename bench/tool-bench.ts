@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { isSet, readBenchOptions } from './options.js';
 import { prng } from './workload.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/qed.cjs', import.meta.url));
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 

@@ -9,7 +9,7 @@
 #   --all    every test `check -qed` knows, not just the list below
 #   TEST     run only these tests (e.g. 001 052)
 #
-# The shims are symlinks named qemu-img and qemu-io to dist/src/cli/main.js.
+# The shims are symlinks named qemu-img and qemu-io to dist/src/cli/qed.cjs (the bundled bin).
 # QEMU_SRC names the unpacked source of the installed QEMU (default /work/qemu-src/qemu-7.2+dfsg).
 # Set up once, as root, on Debian 12:
 #   sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
@@ -47,7 +47,7 @@ if [ ! -x "$iotests/check" ]; then
   echo "iotests.sh: no qemu-iotests at $iotests: set QEMU_SRC (see the top of this script)" >&2
   exit 2
 fi
-cli="$here/dist/src/cli/main.js"
+cli="$here/dist/src/cli/qed.cjs"
 if [ "$use_qemu" = no ] && [ ! -f "$cli" ]; then
   echo "iotests.sh: $cli missing: run npm run build first" >&2
   exit 2

@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { run, scratchDir, type RunResult } from '../support/qemu.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -55,6 +55,7 @@ async function packInto(dir: string): Promise<string> {
   const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const files = info!.files.map((f) => f.path);
   assert.ok(files.includes('LICENSE') && files.includes('README.md') && files.includes('dist/src/index.js') && files.includes('dist/src/index.d.ts'));
+  assert.ok(files.includes('dist/src/cli/qed.cjs'), 'the bundled bin is packed');
   assert.deepEqual(files.filter((f) => /\.map$|^dist\/test\/|^dist\/bench\/|^test\/|^src\//.test(f)), [], 'nothing test-only, no sources or maps');
   return join(dir, info!.filename);
 }
@@ -78,6 +79,8 @@ test('the packed package installs, type-checks a strict program, runs it, and it
   assert.match(out.stdout, /progress 33554432/);
   assert.match(out.stdout, /aborted ABORTED/);
 
+  const version = await ok('qed --version', run(join(app, 'node_modules', '.bin', 'qed'), ['--version'], { cwd: app }));
+  assert.equal(version.stdout, `${(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
   const bin = await ok('qed info', run(join(app, 'node_modules', '.bin', 'qed'), ['info', '--output=json', join(dir, 'a.qed')], { cwd: app }));
   assert.equal((JSON.parse(bin.stdout) as { 'virtual-size': number })['virtual-size'], 32 * 1024 * 1024);
   const cjs = await ok('require from CommonJS', run(process.execPath, ['-e', "const q = require('qed-image'); console.log(typeof q.openImage, typeof q.createReadStream)"], { cwd: app }));

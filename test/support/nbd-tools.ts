@@ -16,8 +16,8 @@ import { createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The compiled CLI: dist/test/support → dist/src/cli/main.js (also right for dist/bench/..). */
-export const QED_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The CLI as installed, bundled by scripts/bundle-cli.mjs: dist/test/support → dist/src/cli/qed.cjs (also right for dist/bench/..). */
+export const QED_CLI = fileURLToPath(new URL('../../src/cli/qed.cjs', import.meta.url));
 
 /** Debian's python with python3-libnbd; the pyenv one on PATH has no nbd module. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';

@@ -28,8 +28,8 @@ export interface RunOptions {
   input?: string;
 }
 
-/** The compiled CLI, next to this file's compiled copy: dist/test/support → dist/src/cli. */
-export const QED_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The CLI as installed (the package's bin, bundled by scripts/bundle-cli.mjs): dist/test/support → dist/src/cli/qed.cjs. */
+export const QED_CLI = fileURLToPath(new URL('../../src/cli/qed.cjs', import.meta.url));
 
 /** Run a program without a shell; a non-zero exit is a result, not an exception. */
 export function run(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {

@@ -1,0 +1,85 @@
+// The `qed` bin is one CommonJS file that scripts/bundle-cli.mjs bundles from the compiled
+// modules (start-up: one file to read and compile instead of ~55 ES modules to resolve and
+// link). Every other CLI test runs that bundle; these check what bundling itself could break:
+// the bin's shape (hashbang, strict mode, executable), the paths computed from import.meta.url
+// (package.json for --version), the commands' lazy loading, and cli-progress, which stays
+// outside the bundle and is loaded from beside it.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { QED_CLI, qed, run, scratch } from '../support/cli-run.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+test('the package\'s bin is the bundle: hashbang, strict mode, executable, and --version reads package.json', async () => {
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: { qed: string } };
+  assert.equal(join(ROOT, pkg.bin.qed), QED_CLI);
+  assert.ok(statSync(QED_CLI).mode & 0o100, 'the bin is executable');
+  const text = await readFile(QED_CLI, 'utf8');
+  assert.ok(text.startsWith("#!/usr/bin/env node\n'use strict';\n"), 'hashbang, then the directive: the modules were strict as ES modules');
+  const version = await run(QED_CLI, ['--version']);
+  assert.equal(version.code, 0, version.stderr);
+  assert.equal(version.stdout, `${pkg.version}\n`);
+});
+
+/**
+ * esbuild wraps every module that some import() reaches in an init function (`__esm`), run
+ * the first time the module is imported. A copy of the bundle whose __esm records each
+ * module it initialises shows which ones a run evaluated.
+ */
+async function evaluated(dir: string, args: readonly string[]): Promise<string[]> {
+  const helper = 'var __esm = (fn, res, err) => function __init() {\n';
+  const text = await readFile(QED_CLI, 'utf8');
+  assert.equal(text.split(helper).length, 2, 'esbuild\'s __esm helper is not as this test knows it (esbuild upgraded?)');
+  const traced = join(dir, 'traced.cjs');
+  await writeFile(traced, text.replace(helper, `${helper}  if (fn) __qed_evaluated.push(Object.keys(fn)[0]);\n`).replace(
+    "'use strict';\n",
+    "'use strict';\nconst __qed_evaluated = [];\nprocess.on('exit', () => process.stderr.write('EVALUATED ' + JSON.stringify(__qed_evaluated) + '\\n'));\n"));
+  // Outside dist the native addon is not found: --no-lock, which this does not need anyway.
+  const result = await run(process.execPath, [traced, '--no-lock', ...args], dir);
+  assert.equal(result.code, 0, result.stderr);
+  const line = /^EVALUATED (.*)$/m.exec(result.stderr);
+  assert.ok(line, result.stderr);
+  return JSON.parse(line[1]!) as string[];
+}
+
+test('in the bundle the commands stay lazy: convert evaluates neither the NBD server nor the other commands', async (t) => {
+  const dir = await scratch(t);
+  await writeFile(join(dir, 'a.raw'), new Uint8Array(64 * 1024).fill(7));
+  const isCommand = (m: string) => /^dist\/src\/cli\/(create|info|io|map|check|convert|compare|resize|more|dd|serve)\.js$/.test(m);
+
+  const all = await evaluated(dir, ['--help']);
+  assert.ok(all.includes('dist/src/cli/serve.js') && all.some((m) => m.startsWith('dist/src/nbd/server/')), `help registers every command: ${all.join(' ')}`);
+
+  const convert = await evaluated(dir, ['convert', '-f', 'raw', '-O', 'qed', 'a.raw', 'a.qed']);
+  assert.deepEqual(convert.filter(isCommand), ['dist/src/cli/convert.js']);
+  assert.deepEqual(convert.filter((m) => m.startsWith('dist/src/nbd/')), []);
+
+  const version = await evaluated(dir, ['--version']);
+  assert.deepEqual(version.filter(isCommand), []);
+});
+
+test('convert -p on a terminal draws the bar with cli-progress, loaded from beside the bundle', { skip: !existsSync('/usr/bin/script') && 'no script(1) for a terminal' }, async (t) => {
+  const dir = await scratch(t);
+  await writeFile(join(dir, 'a.raw'), new Uint8Array(1024 * 1024).fill(7));
+  const command = `'${process.execPath}' '${QED_CLI}' convert -p -f raw -O qed a.raw a.qed`;
+  const result = await run('/usr/bin/script', ['-qec', command, '/dev/null'], dir);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /convert \[[^\]]*\] 100% \| 1\.0\/1\.0 MiB/);
+  assert.equal((await qed(['compare', '-f', 'raw', '-F', 'qed', 'a.raw', 'a.qed'], dir)).code, 0);
+});
+
+test('--debug stack traces name functions and classes as the sources do', async (t) => {
+  const dir = await scratch(t);
+  const r = await qed(['--debug', 'info', join(dir, 'missing.qed')]);
+  assert.equal(r.code, 1);
+  // Bundling renames a class that refers to itself (NodeFile to _NodeFile) and names that clash
+  // (errnoOf2); keepNames gives the functions and classes their own names back. (A frame of an
+  // instance method still shows the class as _NodeFile: V8 names the receiver's class from the source.)
+  assert.match(r.stderr, /^IoError: could not open/m);
+  assert.match(r.stderr, /^ {4}at NodeFile\.open \(.*qed\.cjs:\d+:\d+\)$/m);
+  assert.match(r.stderr, /^ {4}at wrapIoError \(/m);
+});
