@@ -1,20 +1,29 @@
 // Block status through a whole backing chain, as qemu-img map and the NBD metadata contexts
 // base:allocation and qemu:allocation-depth report it: runs of data, zero and absent ranges
-// with the depth of the layer that answered. Walked in bounded steps and yielded as it goes,
-// so a status of a whole 64 TiB disk costs memory for one step, not for the disk.
+// with the depth of the layer that answered. Walked in steps of a bounded number of runs and
+// yielded as it goes, so a status of a whole 64 TiB disk costs memory for one step, not for
+// the disk, and a sparse one costs a few requests, not one per fixed stride.
 import { OutOfRangeError, UsageError, hex } from '../base/errors.js';
-import type { BlockDevice, ChainExtent } from './device.js';
+import type { BlockDevice, ChainExtent, LayerExtent } from './device.js';
 
 export type { ChainExtent };
 
-/** Guest bytes examined per step at least (or 8192 clusters): bounds the extents held at once (at most one per cluster of a step). */
+/** Runs one step of the walk holds at most, over all layers: the walk's memory bound. */
+export const CHAIN_STATUS_MAX_RUNS = 8192;
+
+/**
+ * Guest bytes per step (or 8192 clusters) for a layer without layerStatusUpTo, which can
+ * only be asked for a whole range: at most one run per cluster of it.
+ */
 export const CHAIN_STATUS_STEP = 256 * 1024 * 1024;
 
 /**
  * Runs over [start, start+length), merged as qemu-img merges map entries (same flags and
  * depth, same file, host-contiguous offsets). Unallocated with no backing file, or past the
  * end of the backing file, is absent and reads as zeros at the depth of the layer that could
- * not go further (QEMU's get_block_status).
+ * not go further (QEMU's get_block_status). Each step holds at most CHAIN_STATUS_MAX_RUNS
+ * runs and covers as much as they reach: an empty 64 TiB image is one step, a fully
+ * fragmented one thousands.
  */
 export async function* chainBlockStatus(device: BlockDevice, start: number, length: number): AsyncGenerator<ChainExtent> {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0) {
@@ -24,26 +33,30 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
     throw new OutOfRangeError(`block status ${hex(start)}+${hex(length)} is past the end of the image (${hex(device.size)})`, { path: device.path, guestOffset: start });
   }
   const end = start + length;
-  // At least 8192 clusters a step: with 64 MiB clusters 256 MiB would be four entries.
-  const stepBytes = Math.max(CHAIN_STATUS_STEP, device.capabilities.blockSizes.preferred * 8192);
   let pending: ChainExtent | null = null;
   for (let pos = start; pos < end;) {
-    const stepEnd = Math.min(end, pos + stepBytes);
     const step: ChainExtent[] = [];
-    await statusOfLayer(device, pos, stepEnd, 0, step);
+    pos = await statusOfLayer(device, pos, end, 0, step);
     for (const e of step) {
       if (pending && mergeable(pending, e)) { pending.length += e.length; continue; }
       if (pending) yield pending;
       pending = e;
     }
-    pos = stepEnd;
   }
   if (pending) yield pending;
 }
 
-async function statusOfLayer(layer: BlockDevice, start: number, end: number, depth: number, out: ChainExtent[]): Promise<void> {
-  const extents = await layer.layerStatus(start, Math.min(end, layer.size) - start);
+/**
+ * Adds the chain's runs from `start` on to `out` until it holds CHAIN_STATUS_MAX_RUNS;
+ * returns where they end (past `start` when `out` came empty). A backing layer gets the
+ * same budget, so the runs of a fragmented backing file under a sparse top stop the step
+ * where the budget ran out, and the next step asks the top again from there.
+ */
+async function statusOfLayer(layer: BlockDevice, start: number, end: number, depth: number, out: ChainExtent[]): Promise<number> {
+  const extents = await layerRunsFrom(layer, start, Math.min(end, layer.size), Math.max(1, CHAIN_STATUS_MAX_RUNS - out.length));
+  let reached = start;
   for (const e of extents) {
+    if (out.length >= CHAIN_STATUS_MAX_RUNS) return reached;
     const eEnd = e.guestOffset + e.length;
     if (e.kind === 'data') {
       push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: false, data: true, hostOffset: e.hostOffset, filename: layer.path });
@@ -54,10 +67,22 @@ async function statusOfLayer(layer: BlockDevice, start: number, end: number, dep
     } else {
       const backing = layer.backing;
       const inBacking = backing ? Math.max(e.guestOffset, Math.min(eEnd, backing.size)) : e.guestOffset;
-      if (backing && inBacking > e.guestOffset) await statusOfLayer(backing, e.guestOffset, inBacking, depth + 1, out);
+      if (backing && inBacking > e.guestOffset) {
+        const below = await statusOfLayer(backing, e.guestOffset, inBacking, depth + 1, out);
+        if (below < inBacking) return below;
+      }
       if (inBacking < eEnd) push(out, { start: inBacking, length: eEnd - inBacking, depth, present: false, zero: true, data: false });
     }
+    reached = eEnd;
   }
+  return reached;
+}
+
+/** One bounded request for the layer's runs from `start`: as far as maxRuns reach, or one fixed step where the layer cannot say. */
+export function layerRunsFrom(layer: BlockDevice, start: number, end: number, maxRuns: number): Promise<LayerExtent[]> {
+  if (layer.layerStatusUpTo) return layer.layerStatusUpTo(start, end - start, maxRuns);
+  const stepBytes = Math.max(CHAIN_STATUS_STEP, layer.capabilities.blockSizes.preferred * 8192);
+  return layer.layerStatus(start, Math.min(end, start + stepBytes) - start);
 }
 
 /** qemu-img's entry_mergeable: same flags and depth, same file, host-contiguous offsets. */

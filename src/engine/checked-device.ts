@@ -35,6 +35,8 @@ export abstract class CheckedDevice implements BlockDevice {
   protected abstract flushAll(): Promise<void>;
   protected abstract resizeTo(newSize: number): Promise<void>;
   protected abstract statusOf(offset: number, length: number): Promise<LayerExtent[]>;
+  /** Runs from offset as far as maxRuns reach (at least one); see BlockDevice.layerStatusUpTo. */
+  protected abstract statusUpTo(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]>;
   /** Final writeback and release of files; runs once, after every admitted request settled. */
   protected abstract closeFiles(): Promise<void>;
 
@@ -82,6 +84,11 @@ export abstract class CheckedDevice implements BlockDevice {
 
   layerStatus(offset: number, length: number): Promise<LayerExtent[]> {
     return this.admit(offset, length, false, () => this.statusOf(offset, length));
+  }
+
+  layerStatusUpTo(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]> {
+    if (!Number.isSafeInteger(maxRuns) || maxRuns < 1) return Promise.reject(new UsageError(`maxRuns must be a whole number of at least 1, not ${maxRuns}`, { path: this.path }));
+    return this.admit(offset, length, false, () => (length === 0 ? Promise.resolve([]) : this.statusUpTo(offset, length, maxRuns)));
   }
 
   blockStatus(start = 0, length = this.size - start): AsyncGenerator<ChainExtent> {

@@ -118,6 +118,13 @@ export interface BlockDevice {
   /** This layer's own view of [offset, offset+length): data, zero or unallocated runs, split at table boundaries. */
   layerStatus(offset: number, length: number): Promise<LayerExtent[]>;
   /**
+   * Optional (a device without it is walked in fixed steps of layerStatus): this layer's
+   * runs from `offset` on, as far into [offset, offset+length) as at most `maxRuns` runs
+   * reach, at least one run. Runs are merged across table boundaries, so a sparse 64 TiB
+   * image answers in one run; the caller continues where the last run ends.
+   */
+  layerStatusUpTo?(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]>;
+  /**
    * What the guest sees through the whole chain, as merged runs with the depth of the layer
    * that answers (qemu-img map). Walked in bounded steps as you iterate: `for await` over a
    * 64 TiB disk holds one step in memory. Defaults: from 0 to the end.

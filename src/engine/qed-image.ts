@@ -40,10 +40,10 @@ import { CheckedDevice } from './checked-device.js';
 import { MAX_REQUEST_BYTES, settleAll, type BlockDevice, type DeviceCapabilities, type DeviceDescription, type LayerExtent, type WriteZeroesOptions } from './device.js';
 import { ClusterAllocator } from './qed-allocator.js';
 import type { QedContext } from './qed-context.js';
-import { ClusterLookup, appendMerged } from './qed-lookup.js';
+import { ClusterLookup, WorkMeter } from './qed-lookup.js';
 import { MetadataWriteback } from './qed-writeback.js';
 import { writeRange } from './qed-write.js';
-import { endOfStep, zeroRange } from './qed-zero.js';
+import { zeroRange } from './qed-zero.js';
 import { RangeLocks } from './range-locks.js';
 import { defaultScheduler, type Scheduler } from './scheduler.js';
 import { TABLE_CHUNK_BYTES, TableCache } from './table-cache.js';
@@ -148,24 +148,17 @@ export class QedImage extends CheckedDevice {
 
   // ---- requests (validated and admitted by CheckedDevice) ---------------------------------
 
-  /**
-   * Walked in the zeroing's steps (one L2 table, at most STEP_CLUSTERS clusters), yielding the
-   * event loop between them, so a status over a huge range does not hold the loop; runs are
-   * merged across steps of one table, as one walk of the table would merge them.
-   */
-  protected async statusOf(offset: number, length: number): Promise<LayerExtent[]> {
-    const g = this.geometry;
-    const out: LayerExtent[] = [];
-    const end = offset + length;
-    for (let pos = offset; pos < end;) {
-      const stepEnd = endOfStep(g, pos, end);
-      // Within one table a step may continue the previous step's last run; at a table boundary it may not.
-      const firstMergeable = pos !== offset && pos % (g.entriesPerTable * g.clusterSize) !== 0 ? 0 : out.length;
-      for (const e of await this.ctx.lookup.mapRange(pos, stepEnd - pos)) appendMerged(out, e, firstMergeable);
-      pos = stepEnd;
-      if (pos < end) await this.scheduler.yieldTurn();
-    }
-    return out;
+  /** Yields the event loop after every few table chunks examined (WorkMeter), so a status over a huge dense range does not hold it. */
+  protected statusOf(offset: number, length: number): Promise<LayerExtent[]> {
+    return this.ctx.lookup.mapRange(offset, length, this.workMeter());
+  }
+
+  protected statusUpTo(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]> {
+    return this.ctx.lookup.mapRuns(offset, length, maxRuns, this.workMeter());
+  }
+
+  private workMeter(): WorkMeter {
+    return new WorkMeter(() => this.scheduler.yieldTurn());
   }
 
   protected readAt(buf: Uint8Array, offset: number): Promise<unknown> {

@@ -11,6 +11,7 @@ import type { Geometry } from '../format/geometry.js';
 import { isValidClusterOffset, isValidTableOffset } from '../format/table.js';
 import type { LayerExtent } from './device.js';
 import { ENTRIES_PER_CHUNK, TABLE_CHUNK_BYTES, type TableCache } from './table-cache.js';
+import { appendWithin } from './layer-runs.js';
 
 export interface LookupOptions {
   file: BlockFile;
@@ -24,6 +25,29 @@ export interface LookupOptions {
   clearedByRepair?: ReadonlySet<number>;
   /** The allocator's end: nothing may point past what has been handed out. */
   allocatedEnd: () => number;
+}
+
+/**
+ * Counts table chunks a walk examined and lets the event loop run after every few of them,
+ * so a status over a huge dense range does not hold the loop; passing unallocated L1
+ * entries is not work enough to pause for.
+ */
+export class WorkMeter {
+  private chunks = 0;
+  constructor(private readonly pause: () => Promise<void>, private readonly chunksPerPause = PAUSE_EVERY_CHUNKS) {}
+  tick(): Promise<void> | undefined {
+    return ++this.chunks % this.chunksPerPause === 0 ? this.pause() : undefined;
+  }
+}
+
+/** 16 chunks, 8192 entries: the zeroing's step (STEP_CLUSTERS), the walk between two turns of the loop. */
+const PAUSE_EVERY_CHUNKS = 16;
+
+interface WalkLimits {
+  /** Merge runs across L2 tables (mapRuns) or split at them (mapRange's contract). */
+  mergeTables: boolean;
+  maxRuns: number;
+  meter?: WorkMeter;
 }
 
 export class ClusterLookup {
@@ -87,20 +111,20 @@ export class ClusterLookup {
     return entry + within;
   }
 
-  async mapRange(offset: number, length: number): Promise<LayerExtent[]> {
+  /** The runs of [offset, offset+length), split at L2 table boundaries. */
+  async mapRange(offset: number, length: number, meter?: WorkMeter): Promise<LayerExtent[]> {
     const extents: LayerExtent[] = [];
-    const end = offset + length;
-    const g = this.o.geometry;
-    for (let pos = offset; pos < end;) {
-      const tableEnd = Math.min(end, g.l2CoverageEnd(pos));
-      const l2Offset = await this.readL1Entry(g.l1Index(pos));
-      if (l2Offset === QED_UNALLOCATED) {
-        extents.push({ kind: 'unallocated', guestOffset: pos, length: tableEnd - pos });
-      } else {
-        await this.mapWithinTable(l2Offset, pos, tableEnd, extents);
-      }
-      pos = tableEnd;
-    }
+    await this.walk(offset, offset + length, extents, { mergeTables: false, maxRuns: Infinity, meter });
+    return extents;
+  }
+
+  /**
+   * The runs from `offset` on, as far into [offset, offset+length) as `maxRuns` runs reach
+   * (at least one), merged across tables: an empty 64 TiB image is one run.
+   */
+  async mapRuns(offset: number, length: number, maxRuns: number, meter?: WorkMeter): Promise<LayerExtent[]> {
+    const extents: LayerExtent[] = [];
+    await this.walk(offset, offset + length, extents, { mergeTables: true, maxRuns: Math.max(1, maxRuns), meter });
     return extents;
   }
 
@@ -109,18 +133,57 @@ export class ClusterLookup {
     const chunkOffset = this.l1ChunkOffset(l1Index);
     const chunk = await this.cache.acquire(chunkOffset);
     try {
-      const entry = entryAt(chunk.view, l1Index % ENTRIES_PER_CHUNK);
-      if (entry === QED_UNALLOCATED) return entry;
-      return this.isUsableTableOffset(entry, chunkOffset + (l1Index % ENTRIES_PER_CHUNK) * 8) ? entry : QED_UNALLOCATED;
+      return this.usableL1Entry(chunk.view, chunkOffset, l1Index % ENTRIES_PER_CHUNK);
     } finally {
       this.cache.release(chunk);
     }
   }
 
-  private async mapWithinTable(l2Offset: number, start: number, end: number, out: LayerExtent[]): Promise<void> {
+  private usableL1Entry(view: DataView, chunkOffset: number, slot: number): number {
+    const entry = entryAt(view, slot);
+    if (entry === QED_UNALLOCATED) return entry;
+    return this.isUsableTableOffset(entry, chunkOffset + slot * 8) ? entry : QED_UNALLOCATED;
+  }
+
+  /**
+   * Appends the runs of [start, end) to `out` until adding one more would pass maxRuns;
+   * returns where it stopped. Unallocated L1 entries are passed in one synchronous scan of
+   * their chunk (one await per chunk, not per entry).
+   */
+  private async walk(start: number, end: number, out: LayerExtent[], how: WalkLimits): Promise<number> {
+    const g = this.o.geometry;
+    for (let pos = start; pos < end;) {
+      const l1Index = g.l1Index(pos);
+      const chunkOffset = this.l1ChunkOffset(l1Index);
+      const chunkEnd = Math.min(end, (Math.floor(l1Index / ENTRIES_PER_CHUNK) + 1) * ENTRIES_PER_CHUNK * g.bytesPerL2);
+      const chunk = await this.cache.acquire(chunkOffset);
+      let l2Offset = QED_UNALLOCATED;
+      try {
+        while (pos < chunkEnd) {
+          l2Offset = this.usableL1Entry(chunk.view, chunkOffset, g.l1Index(pos) % ENTRIES_PER_CHUNK);
+          if (l2Offset !== QED_UNALLOCATED) break;
+          const tableEnd = Math.min(end, g.l2CoverageEnd(pos));
+          if (!appendWithin(out, { kind: 'unallocated', guestOffset: pos, length: tableEnd - pos }, how.mergeTables ? 0 : out.length, how.maxRuns)) return pos;
+          pos = tableEnd;
+        }
+      } finally {
+        this.cache.release(chunk);
+      }
+      const pause = how.meter?.tick();
+      if (pause) await pause;
+      if (l2Offset === QED_UNALLOCATED) continue;
+      const tableEnd = Math.min(end, g.l2CoverageEnd(pos));
+      const reached = await this.mapWithinTable(l2Offset, pos, tableEnd, out, how);
+      if (reached < tableEnd) return reached;
+      pos = tableEnd;
+    }
+    return end;
+  }
+
+  private async mapWithinTable(l2Offset: number, start: number, end: number, out: LayerExtent[], how: WalkLimits): Promise<number> {
     const g = this.o.geometry;
     const cs = g.clusterSize;
-    const firstOut = out.length;
+    const firstMergeable = how.mergeTables ? 0 : out.length;
     for (let pos = start; pos < end;) {
       const l2Index = g.l2Index(pos);
       const chunkOffset = l2Offset + Math.floor(l2Index / ENTRIES_PER_CHUNK) * TABLE_CHUNK_BYTES;
@@ -130,25 +193,28 @@ export class ClusterLookup {
         if (restIsUnallocated(chunk.view, first)) {
           // A sparse table costs a scan per chunk, not an object per entry.
           const next = Math.min(end, g.clusterStart(pos) + (ENTRIES_PER_CHUNK - first) * cs);
-          appendMerged(out, { kind: 'unallocated', guestOffset: pos, length: next - pos }, firstOut);
+          if (!appendWithin(out, { kind: 'unallocated', guestOffset: pos, length: next - pos }, firstMergeable, how.maxRuns)) return pos;
           pos = next;
-          continue;
-        }
-        for (let i = first; i < ENTRIES_PER_CHUNK && pos < end; i++) {
-          const entry = entryAt(chunk.view, i);
-          const next = Math.min(end, g.clusterStart(pos) + cs);
-          let extent: LayerExtent;
-          if (entry === QED_UNALLOCATED) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
-          else if (entry === QED_ZERO_CLUSTER) extent = { kind: 'zero', guestOffset: pos, length: next - pos };
-          else if (!this.isUsableDataOffset(entry, chunkOffset + i * 8)) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
-          else extent = { kind: 'data', guestOffset: pos, length: next - pos, hostOffset: entry + (pos % cs) };
-          appendMerged(out, extent, firstOut);
-          pos = next;
+        } else {
+          for (let i = first; i < ENTRIES_PER_CHUNK && pos < end; i++) {
+            const entry = entryAt(chunk.view, i);
+            const next = Math.min(end, g.clusterStart(pos) + cs);
+            let extent: LayerExtent;
+            if (entry === QED_UNALLOCATED) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
+            else if (entry === QED_ZERO_CLUSTER) extent = { kind: 'zero', guestOffset: pos, length: next - pos };
+            else if (!this.isUsableDataOffset(entry, chunkOffset + i * 8)) extent = { kind: 'unallocated', guestOffset: pos, length: next - pos };
+            else extent = { kind: 'data', guestOffset: pos, length: next - pos, hostOffset: entry + (pos % cs) };
+            if (!appendWithin(out, extent, firstMergeable, how.maxRuns)) return pos;
+            pos = next;
+          }
         }
       } finally {
         this.cache.release(chunk);
       }
+      const pause = how.meter?.tick();
+      if (pause) await pause;
     }
+    return end;
   }
 
   private isValidData(entry: number, entryAtHost: number): boolean {
@@ -192,15 +258,4 @@ function restIsUnallocated(view: DataView, first: number): boolean {
     if (view.getUint32(at, true) !== 0 || view.getUint32(at + 4, true) !== 0) return false;
   }
   return true;
-}
-
-/** Append, merging with the previous run (from index firstMergeable on) when kinds match and data is host-contiguous. */
-export function appendMerged(out: LayerExtent[], e: LayerExtent, firstMergeable: number): void {
-  const prev = out.length > firstMergeable ? out[out.length - 1] : undefined;
-  if (prev && prev.kind === e.kind && prev.guestOffset + prev.length === e.guestOffset
-    && (e.kind !== 'data' || (prev as { hostOffset: number }).hostOffset + prev.length === e.hostOffset)) {
-    prev.length += e.length;
-    return;
-  }
-  out.push(e);
 }

@@ -6,6 +6,10 @@ import { writeZerosAt } from '../io/zeros.js';
 import { FastZeroError, hex } from '../base/errors.js';
 import { alignUp } from '../base/math.js';
 import { SECTOR_SIZE } from '../format/constants.js';
+import { appendWithin } from './layer-runs.js';
+
+/** The first window of statusUpTo: the chain walk's old fixed step. */
+const FIRST_STATUS_WINDOW = 256 * 1024 * 1024;
 
 export class RawImage extends CheckedDevice {
   readonly format = 'raw' as const;
@@ -83,6 +87,24 @@ export class RawImage extends CheckedDevice {
     }
     if (end > dataEnd) extents.push({ kind: 'zero', guestOffset: dataEnd, length: end - dataEnd, hostOffset: dataEnd });
     return extents;
+  }
+
+  /**
+   * Windows that double while the file stays sparse, so a 64 TiB file of holes costs a few
+   * seeks; each window's runs are bounded by findData's own cap, and runs past maxRuns are
+   * dropped (the caller asks again from where the kept ones end).
+   */
+  protected async statusUpTo(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]> {
+    const end = offset + length;
+    const out: LayerExtent[] = [];
+    for (let pos = offset, window = FIRST_STATUS_WINDOW; pos < end; window *= 2) {
+      const stop = Math.min(end, pos + window);
+      for (const e of await this.statusOf(pos, stop - pos)) {
+        if (!appendWithin(out, e, 0, maxRuns)) return out;
+      }
+      pos = stop;
+    }
+    return out;
   }
 
   /** [L1] Acknowledged writes are made durable before the file is released; a failure is reported, not lost. */

@@ -7,6 +7,7 @@ import { defaultFileStore } from '../io/default-store.js';
 import type { ImageFormat } from '../format/probe.js';
 import type { BlockDevice } from '../engine/device.js';
 import { makeEmpty } from '../engine/make-empty.js';
+import { CHAIN_STATUS_MAX_RUNS, layerRunsFrom } from '../engine/chain-status.js';
 import { QedImage } from '../engine/qed-image.js';
 import { withQedFile } from './chain-files.js';
 import { openDevice } from './open.js';
@@ -24,6 +25,7 @@ export interface CommitOptions {
   backingPolicy?: BackingPolicy;
 }
 
+/** Allocated bytes copied per round at most. */
 const WINDOW = 256 * 1024 * 1024;
 const PIECE = 1024 * 1024;
 
@@ -53,16 +55,25 @@ export async function commitImage(path: string, options: CommitOptions = {}): Pr
   if (!options.keepOverlay) await withQedFile(path, store, ({ file, header }) => makeEmpty(file, header));
 }
 
-/** Copy the top layer's own data and zero runs, window by window to bound memory. */
+/**
+ * Copy the top layer's own data and zero runs. Each round holds at most CHAIN_STATUS_MAX_RUNS
+ * runs and WINDOW bytes of allocated data, so memory stays bounded while an empty stretch of
+ * any length costs one status request.
+ */
 async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<void> {
-  for (let windowStart = 0; windowStart < from.size; windowStart += WINDOW) {
-    const extents = await from.layerStatus(windowStart, Math.min(WINDOW, from.size - windowStart));
+  for (let pos = 0; pos < from.size;) {
     const pieces: Array<{ offset: number; length: number; zero: boolean }> = [];
-    for (const e of extents) {
-      if (e.kind === 'unallocated') continue;
-      for (let at = e.guestOffset; at < e.guestOffset + e.length; at += PIECE) {
-        pieces.push({ offset: at, length: Math.min(PIECE, e.guestOffset + e.length - at), zero: e.kind === 'zero' });
+    let allocated = 0;
+    for (const e of await layerRunsFrom(from, pos, from.size, CHAIN_STATUS_MAX_RUNS)) {
+      const length = e.kind === 'unallocated' ? e.length : Math.min(e.length, WINDOW - allocated);
+      if (length === 0) break;
+      if (e.kind !== 'unallocated') {
+        for (let at = e.guestOffset; at < e.guestOffset + length; at += PIECE) {
+          pieces.push({ offset: at, length: Math.min(PIECE, e.guestOffset + length - at), zero: e.kind === 'zero' });
+        }
+        allocated += length;
       }
+      pos = e.guestOffset + length;
     }
     await runPool(pieces.length, 8, async (i) => {
       const p = pieces[i]!;
@@ -72,6 +83,6 @@ async function copyAllocated(from: BlockDevice, to: BlockDevice, onProgress?: (d
       await from.read(buf, p.offset);
       await to.write(buf, p.offset);
     });
-    onProgress?.(Math.min(from.size, windowStart + WINDOW), from.size);
+    onProgress?.(pos, from.size);
   }
 }

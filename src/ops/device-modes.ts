@@ -15,7 +15,12 @@ export interface DeviceModes {
 }
 
 export class ModedDevice implements BlockDevice {
-  constructor(private readonly inner: BlockDevice, private readonly modes: DeviceModes) {}
+  /** The inner device's, where it has one: the chain walk takes big steps through this device too. */
+  readonly layerStatusUpTo?: (offset: number, length: number, maxRuns: number) => Promise<LayerExtent[]>;
+
+  constructor(private readonly inner: BlockDevice, private readonly modes: DeviceModes) {
+    if (inner.layerStatusUpTo) this.layerStatusUpTo = (offset, length, maxRuns) => inner.layerStatusUpTo!(offset, length, maxRuns);
+  }
 
   get path(): string { return this.inner.path; }
   get format(): ImageFormat { return this.inner.format; }

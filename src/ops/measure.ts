@@ -7,7 +7,7 @@ import { Geometry } from '../format/geometry.js';
 import type { ImageFormat } from '../format/probe.js';
 import { planQedHeader } from '../engine/create.js';
 import { DEFAULT_SPARSE_SIZE } from './convert.js';
-import { mapChain } from './map.js';
+import { chainBlockStatus } from '../engine/chain-status.js';
 import { zeroRuns } from './zero-detect.js';
 import { openDevice } from './open.js';
 import type { BackingPolicy } from '../engine/open.js';
@@ -43,7 +43,6 @@ export interface Measurement {
   'fully-allocated': number;
 }
 
-const WINDOW = 256 * 1024 * 1024;
 const READ_PIECE = 1024 * 1024;
 
 export async function measureImage(options: MeasureOptions): Promise<Measurement> {
@@ -82,20 +81,18 @@ export async function measureImage(options: MeasureOptions): Promise<Measurement
 async function clustersWithData(source: Awaited<ReturnType<typeof openDevice>>, clusterSize: number, control: Pick<MeasureOptions, 'signal' | 'onProgress'>): Promise<Set<number>> {
   const clusters = new Set<number>();
   const buf = new Uint8Array(READ_PIECE);
-  for (let start = 0; start < source.size; start += WINDOW) {
-    control.onProgress?.(start, source.size);
-    for (const e of await mapChain(source, start, Math.min(WINDOW, source.size - start))) {
-      if (e.zero) continue;
-      for (let at = e.start; at < e.start + e.length; at += READ_PIECE) {
-        throwIfAborted(control.signal, 'measure', source.path);
-        const piece = buf.subarray(0, Math.min(READ_PIECE, e.start + e.length - at));
-        await source.read(piece, at);
-        for (const run of zeroRuns(piece, DEFAULT_SPARSE_SIZE)) {
-          if (run.zero) continue;
-          const first = Math.floor((at + run.start) / clusterSize);
-          const last = Math.floor((at + run.start + run.length - 1) / clusterSize);
-          for (let c = first; c <= last; c++) clusters.add(c);
-        }
+  for await (const e of chainBlockStatus(source, 0, source.size)) {
+    control.onProgress?.(e.start, source.size);
+    if (e.zero) continue;
+    for (let at = e.start; at < e.start + e.length; at += READ_PIECE) {
+      throwIfAborted(control.signal, 'measure', source.path);
+      const piece = buf.subarray(0, Math.min(READ_PIECE, e.start + e.length - at));
+      await source.read(piece, at);
+      for (const run of zeroRuns(piece, DEFAULT_SPARSE_SIZE)) {
+        if (run.zero) continue;
+        const first = Math.floor((at + run.start) / clusterSize);
+        const last = Math.floor((at + run.start + run.length - 1) / clusterSize);
+        for (let c = first; c <= last; c++) clusters.add(c);
       }
     }
   }

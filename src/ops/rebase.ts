@@ -53,7 +53,17 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
     if (!(overlay instanceof QedImage)) throw new UsageError('rebase needs a QED image', { path });
     const target = newBacking === '' ? null : await openImage(store.resolveBacking(path, newBacking), { store, readOnly: true, format: backingFormat, backingPolicy: options.backingPolicy ?? currentBackingPolicy() });
     try {
-      for (let windowStart = 0; windowStart < overlay.size; windowStart += WINDOW) {
+      let quiet = true;
+      for (let windowStart = 0; windowStart < overlay.size;) {
+        if (quiet) {
+          // Where both backing files read zeros nothing can differ: skip it whole, however long.
+          const bothZero = Math.min(await zerosEnd(overlay.backing, windowStart, overlay.size), await zerosEnd(target, windowStart, overlay.size));
+          if (bothZero > windowStart) {
+            windowStart = bothZero;
+            options.onProgress?.(windowStart, overlay.size);
+            continue;
+          }
+        }
         const extents = await overlay.layerStatus(windowStart, Math.min(WINDOW, overlay.size - windowStart));
         const candidates = await differingCandidates(extents, overlay.backing, target);
         const pieces = candidates.flatMap((r) => [...piecesOf(r.offset, r.length, overlay.clusterSize)]);
@@ -69,7 +79,10 @@ async function copyDifferences(path: string, newBacking: string, backingFormat: 
             written[i]!.resolve();
           }
         });
-        options.onProgress?.(Math.min(overlay.size, windowStart + WINDOW), overlay.size);
+        // Only after a window with nothing to copy is it worth asking whether a stretch of zeros begins.
+        quiet = pieces.length === 0;
+        windowStart = Math.min(overlay.size, windowStart + WINDOW);
+        options.onProgress?.(windowStart, overlay.size);
       }
       await overlay.flush();
     } finally {
@@ -108,6 +121,17 @@ async function nonZeroRanges(device: BlockDevice | null, start: number, length: 
     if (!run.zero) out.push({ offset: run.start, length: run.length });
   }
   return out;
+}
+
+/** Where the zeros `device` reads from `pos` on end (`limit` when they reach its end: past it the overlay reads zeros too). */
+async function zerosEnd(device: BlockDevice | null, pos: number, limit: number): Promise<number> {
+  if (!device || pos >= device.size) return limit;
+  for await (const run of chainBlockStatus(device, pos, Math.min(limit, device.size) - pos)) {
+    if (!run.zero) return pos;
+    const end = run.start + run.length;
+    return end >= device.size ? limit : end;
+  }
+  return limit;
 }
 
 function mergeRanges(ranges: Range[]): Range[] {
