@@ -70,3 +70,17 @@ test('block status of a whole fragmented image lets other work run between L2 ta
   assert.equal(status.length, 2 * 8192 + 96, 'a run per written cluster and per hole after it, then one run per (2 MiB) table of the unwritten tail');
   await device.close();
 });
+
+test('a bounded status over a huge dense range answers in one run and lets other work run while it scans the tables', async () => {
+  const store = new MemoryStore();
+  await createImage('dense.qed', { store, size: 8 * GiB, clusterSize: 64 * KiB, tableSize: 4 });
+  const device = await openDevice('dense.qed', { store });
+  await device.writeZeroes(0, 8 * GiB); // zero clusters everywhere: 131072 entries, one run
+  let ticks = 0;
+  const timer = setInterval(() => { ticks++; }, 0);
+  const runs = await device.layerStatusUpTo!(0, 8 * GiB, 8192);
+  clearInterval(timer);
+  assert.deepEqual(runs.map((e) => [e.kind, e.guestOffset, e.length]), [['zero', 0, 8 * GiB]]);
+  assert.ok(ticks > 0, 'timers ran while the tables were scanned');
+  await device.close();
+});

@@ -3,14 +3,16 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { QedError } from '../../../src/base/errors.js';
-import { chainBlockStatus, CHAIN_STATUS_STEP, type ChainExtent } from '../../../src/engine/chain-status.js';
+import { chainBlockStatus, CHAIN_STATUS_MAX_RUNS, type ChainExtent } from '../../../src/engine/chain-status.js';
+import type { BlockDevice } from '../../../src/engine/device.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const TiB = 1024 * 1024 * MiB;
+const GiB = 1024 * MiB;
+const TiB = 1024 * GiB;
 
 async function collect(it: AsyncIterable<ChainExtent>): Promise<ChainExtent[]> {
   const out: ChainExtent[] = [];
@@ -42,30 +44,112 @@ test('each run names the layer that answers: top data, backing data, zero cluste
   await top.close();
 });
 
-test('a 64 TiB image is walked in bounded steps and yields merged runs as it goes', async () => {
+/** A device whose bounded status requests are counted: calls, and the largest answer one call gave. */
+function countingRuns(device: BlockDevice): { device: BlockDevice; calls: () => number; largest: () => number; wholeRangeCalls: () => number } {
+  let calls = 0;
+  let largest = 0;
+  let wholeRangeCalls = 0;
+  const counted = new Proxy(device, {
+    get(target, prop, receiver) {
+      if (prop === 'layerStatusUpTo') {
+        return async (o: number, l: number, maxRuns: number) => {
+          calls++;
+          assert.ok(maxRuns <= CHAIN_STATUS_MAX_RUNS, `asked for ${maxRuns} runs`);
+          const runs = await target.layerStatusUpTo!(o, l, maxRuns);
+          assert.ok(runs.length >= 1 && runs.length <= maxRuns, `${runs.length} runs for at most ${maxRuns}`);
+          largest = Math.max(largest, runs.length);
+          return runs;
+        };
+      }
+      if (prop === 'layerStatus') return (o: number, l: number) => { wholeRangeCalls++; return target.layerStatus(o, l); };
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+  return { device: counted, calls: () => calls, largest: () => largest, wholeRangeCalls: () => wholeRangeCalls };
+}
+
+test('a 64 TiB image is walked in steps as long as its runs allow and yields merged runs as it goes', async () => {
   const store = new MemoryStore();
   await createImage('huge.qed', { store, size: 64 * TiB, clusterSize: 64 * KiB, tableSize: 16 });
   const device = await openDevice('huge.qed', { store });
   await device.write(new Uint8Array(4 * KiB).fill(1), 40 * TiB);
-  let calls = 0;
-  let widest = 0;
-  const counted = new Proxy(device, {
-    get(target, prop, receiver) {
-      if (prop === 'layerStatus') return (o: number, l: number) => { calls++; widest = Math.max(widest, l); return target.layerStatus(o, l); };
-      return Reflect.get(target, prop, receiver);
-    },
-  });
-  const iterator = chainBlockStatus(counted, 0, 64 * TiB)[Symbol.asyncIterator]();
+  const counted = countingRuns(device);
+  const iterator = chainBlockStatus(counted.device, 0, 64 * TiB)[Symbol.asyncIterator]();
   const first = await iterator.next();
   assert.equal(first.done, false);
   assert.deepEqual({ start: first.value.start, length: first.value.length, data: first.value.data }, { start: 0, length: 40 * TiB, data: false });
-  const step = Math.max(CHAIN_STATUS_STEP, 8192 * 64 * KiB); // at least 8192 clusters
-  assert.ok(widest <= step, 'no layer is asked for more than one step');
   const rest: ChainExtent[] = [];
   for (let r = await iterator.next(); !r.done; r = await iterator.next()) rest.push(r.value);
   assert.deepEqual(rest.map((e) => [e.start, e.length, e.data]), [[40 * TiB, 64 * KiB, true], [40 * TiB + 64 * KiB, 24 * TiB - 64 * KiB, false]]);
-  assert.equal(calls, (64 * TiB) / step);
+  // 256 MiB strides made 262144 requests here.
+  assert.equal(counted.calls(), 1, 'three runs fit one step');
+  assert.equal(counted.wholeRangeCalls(), 0);
   await device.close();
+});
+
+test('a fully fragmented stretch after a long empty one is walked in steps of at most CHAIN_STATUS_MAX_RUNS runs, top and backing alike', async () => {
+  const store = new MemoryStore();
+  await createImage('base.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16 });
+  await createImage('top.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16, backingFile: 'base.qed', backingFormat: 'qed' });
+  // Every other cluster holds data: no two runs merge, so the stretch is one run per cluster.
+  const fragmented = 3 * CHAIN_STATUS_MAX_RUNS;
+  const base = await openDevice('base.qed', { store });
+  for (let i = 0; i < fragmented; i += 2) await base.write(new Uint8Array(4 * KiB).fill(2), 100 * GiB + i * 4 * KiB);
+  await base.close();
+  const top = await openDevice('top.qed', { store });
+  for (let i = 0; i < fragmented; i += 2) await top.write(new Uint8Array(4 * KiB).fill(1), 200 * GiB + i * 4 * KiB);
+  const counted = countingRuns(top);
+  const backing = countingRuns(top.backing!);
+  Object.defineProperty(counted.device, 'backing', { value: backing.device });
+  // Watch what each step holds: the generator yields a step's runs before asking for the next.
+  const runs: ChainExtent[] = [];
+  for await (const e of chainBlockStatus(counted.device, 0, 256 * GiB)) runs.push(e);
+  // Empty, the backing stretch (its last gap merges into the empty run after it), empty, the top stretch, empty.
+  assert.equal(runs.length, 1 + (fragmented - 1) + 1 + (fragmented - 1) + 1);
+  assert.deepEqual([runs[0]!.start, runs[0]!.length, runs[0]!.depth], [0, 100 * GiB, 1]);
+  assert.deepEqual([runs[1]!.start, runs[1]!.depth, runs[1]!.data], [100 * GiB, 1, true]);
+  assert.deepEqual([runs.at(-1)!.start, runs.at(-1)!.depth, runs.at(-1)!.present], [200 * GiB + (fragmented - 1) * 4 * KiB, 1, false]);
+  assert.ok(counted.largest() <= CHAIN_STATUS_MAX_RUNS && backing.largest() <= CHAIN_STATUS_MAX_RUNS);
+  assert.equal(backing.largest(), CHAIN_STATUS_MAX_RUNS, 'the fragmented backing stretch fills whole steps');
+  // Each stretch needs about fragmented / CHAIN_STATUS_MAX_RUNS steps; the empty ones cost nothing extra.
+  assert.ok(counted.calls() <= 12, `${counted.calls()} requests of the top`);
+  // The backing file is asked once per gap of the top's stretch (as QEMU asks per extent), and by steps for its own.
+  assert.ok(backing.calls() <= 12 + fragmented / 2, `${backing.calls()} requests of the backing file`);
+  assert.equal(counted.wholeRangeCalls() + backing.wholeRangeCalls(), 0);
+  await top.close();
+});
+
+test('a step holds at most CHAIN_STATUS_MAX_RUNS runs across the layers of the chain', async () => {
+  const store = new MemoryStore();
+  await createImage('base.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16 });
+  await createImage('top.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16, backingFile: 'base.qed', backingFormat: 'qed' });
+  // Interleaved: top data, backing data, neither, ...: every run alternates layer or kind.
+  const clusters = 2 * CHAIN_STATUS_MAX_RUNS;
+  const base = await openDevice('base.qed', { store });
+  for (let i = 1; i < clusters; i += 3) await base.write(new Uint8Array(4 * KiB).fill(2), 100 * GiB + i * 4 * KiB);
+  await base.close();
+  const top = await openDevice('top.qed', { store });
+  for (let i = 0; i < clusters; i += 3) await top.write(new Uint8Array(4 * KiB).fill(1), 100 * GiB + i * 4 * KiB);
+  const held: number[] = [];
+  let pendingAnswers = 0;
+  const watch = (device: BlockDevice): BlockDevice => new Proxy(device, {
+    get(target, prop, receiver) {
+      if (prop === 'layerStatusUpTo') return async (o: number, l: number, m: number) => { const r = await target.layerStatusUpTo!(o, l, m); pendingAnswers += r.length; return r; };
+      if (prop === 'backing') return target.backing ? watch(target.backing) : null;
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+  let yielded = 0;
+  for await (const e of chainBlockStatus(watch(top), 0, 256 * GiB)) {
+    void e;
+    yielded++;
+    if (pendingAnswers > 0) { held.push(pendingAnswers); pendingAnswers = 0; }
+  }
+  assert.equal(yielded, 1 + clusters + 1);
+  // The runs the layers answered in one step: the top's (bounded) plus the backing's (the rest of the budget).
+  assert.ok(held.length >= 2, 'the stretch took several steps');
+  assert.ok(Math.max(...held) <= 2 * CHAIN_STATUS_MAX_RUNS, `one step was answered ${Math.max(...held)} runs`);
+  await top.close();
 });
 
 test('a range past the end is refused', async () => {
@@ -76,20 +160,14 @@ test('a range past the end is refused', async () => {
   await device.close();
 });
 
-test('a sparse L2 table of 64 MiB clusters is walked in steps of thousands of clusters and by whole chunks: two runs, a few hundred requests', async () => {
+test('a sparse L2 table of 64 MiB clusters is walked by whole chunks: two runs, one request', async () => {
   const store = new MemoryStore();
   await createImage('wide.qed', { store, size: 64 * TiB, clusterSize: 64 * MiB, tableSize: 16 });
   const device = await openDevice('wide.qed', { store });
   await device.write(new Uint8Array(4096).fill(1), 0);
-  let calls = 0;
-  const counted = new Proxy(device, {
-    get(target, prop, receiver) {
-      if (prop === 'layerStatus') return (o: number, l: number) => { calls++; return target.layerStatus(o, l); };
-      return Reflect.get(target, prop, receiver);
-    },
-  });
-  const runs = await collect(chainBlockStatus(counted, 0, 64 * TiB));
+  const counted = countingRuns(device);
+  const runs = await collect(chainBlockStatus(counted.device, 0, 64 * TiB));
   assert.deepEqual(runs.map((e) => [e.start, e.length, e.data]), [[0, 64 * MiB, true], [64 * MiB, 64 * TiB - 64 * MiB, false]]);
-  assert.ok(calls <= 512, `${calls} block status requests for 2^20 clusters (256 MiB steps would make 262144)`);
+  assert.equal(counted.calls(), 1, 'two runs fit one step (strides of 8192 clusters made 128 requests)');
   await device.close();
 });
