@@ -162,9 +162,15 @@ export class ClusterLookup {
         while (pos < chunkEnd) {
           l2Offset = this.usableL1Entry(chunk.view, chunkOffset, g.l1Index(pos) % ENTRIES_PER_CHUNK);
           if (l2Offset !== QED_UNALLOCATED) break;
-          const tableEnd = Math.min(end, g.l2CoverageEnd(pos));
-          if (!appendWithin(out, { kind: 'unallocated', guestOffset: pos, length: tableEnd - pos }, how.mergeTables ? 0 : out.length, how.maxRuns)) return pos;
-          pos = tableEnd;
+          // Where tables may merge, the unallocated entries that follow join this run before it
+          // is built: one object for the stretch, not one per entry.
+          let runEnd = Math.min(end, g.l2CoverageEnd(pos));
+          if (how.mergeTables && restIsUnallocated(chunk.view, g.l1Index(runEnd - 1) % ENTRIES_PER_CHUNK)) runEnd = chunkEnd;
+          while (how.mergeTables && runEnd < chunkEnd && this.usableL1Entry(chunk.view, chunkOffset, g.l1Index(runEnd) % ENTRIES_PER_CHUNK) === QED_UNALLOCATED) {
+            runEnd = Math.min(end, g.l2CoverageEnd(runEnd));
+          }
+          if (!appendWithin(out, { kind: 'unallocated', guestOffset: pos, length: runEnd - pos }, how.mergeTables ? 0 : out.length, how.maxRuns)) return pos;
+          pos = runEnd;
         }
       } finally {
         this.cache.release(chunk);
