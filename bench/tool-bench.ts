@@ -1,6 +1,7 @@
 // The rows of issue 16, side by side in one run: `qed bench` against `qemu-img bench` on the
 // same QED images, fio (psync and io_uring) on the same file as the machine's limit, and
-// `qed convert` against `qemu-img convert -O qed` as whole processes.
+// `qed convert` against `qemu-img convert -O qed` as whole processes, and convert and compare
+// of an empty 64 TiB image (cost that must follow the data, not the virtual size).
 //
 //   npm run bench                                  # = npm run build && node dist/bench/tool-bench.js
 //   node dist/bench/tool-bench.js --rounds=3 --only=read --convert-size=4G --dir=/dev/shm
@@ -142,6 +143,43 @@ function convertOnce(who: 'ours' | 'qemu', source: string, out: string): number 
 }
 
 /**
+ * Walking empty space: `convert -f qed -O qed` and `compare` of an empty 64 TiB QED image
+ * (32,768 unallocated L1 entries), whole processes, A B B A. Both tools' time is mostly
+ * start-up; what grows with the virtual size shows as the difference from the start-up row.
+ */
+function emptyImageRows(dir: string, rounds: number): string[] {
+  const empty = join(dir, 'empty-64t.qed');
+  const other = join(dir, 'empty-64t-b.qed');
+  run('qemu-img', ['create', '-q', '-f', 'qed', empty, '64T']);
+  run('qemu-img', ['create', '-q', '-f', 'qed', other, '64T']);
+  const out = join(dir, 'empty-out.qed');
+  const jobs: Array<{ name: string; args: string[]; before?: () => void }> = [
+    { name: 'convert -f qed -O qed', args: ['convert', '-f', 'qed', '-O', 'qed', empty, out], before: () => rmSync(out, { force: true }) },
+    { name: 'compare', args: ['compare', empty, other] },
+  ];
+  const lines = [
+    '| empty 64 TiB QED image, whole processes | qed s | qemu-img s | ours/QEMU (speed) | samples ours | samples QEMU |',
+    '|---|---:|---:|---:|---|---|',
+  ];
+  for (const job of jobs) {
+    const samples = { ours: [] as number[], qemu: [] as number[] };
+    for (let round = 0; round < rounds * 2; round++) {
+      for (const who of ['ours', 'qemu', 'qemu', 'ours'] as const) {
+        job.before?.();
+        const started = performance.now();
+        if (who === 'ours') run(process.execPath, [CLI, ...job.args]); else run('qemu-img', job.args);
+        samples[who].push((performance.now() - started) / 1000);
+      }
+    }
+    const o = median(samples.ours);
+    const q = median(samples.qemu);
+    lines.push(`| ${job.name} | ${o.toFixed(3)} | ${q.toFixed(3)} | ${(q / o).toFixed(2)} | ${samples.ours.map((x) => x.toFixed(3)).join(' ')} | ${samples.qemu.map((x) => x.toFixed(3)).join(' ')} |`);
+  }
+  rmSync(empty); rmSync(other); rmSync(out, { force: true });
+  return lines;
+}
+
+/**
  * Process start-up alone: `qed --version` against `qemu-img --version`, spawn to exit. Node
  * parses every certificate named by NODE_EXTRA_CA_CERTS before running any script; where the
  * environment sets it (some sandboxes point it at the whole system bundle), ours is also
@@ -238,6 +276,11 @@ try {
       console.log(output[output.length - 1]);
       rmSync(source);
     }
+  }
+  if (only === '' || 'empty'.includes(only) || only.startsWith('empty')) {
+    output.push('');
+    output.push(...emptyImageRows(dir, rounds));
+    console.log(output.slice(-4).join('\n'));
   }
   output.push('');
   output.push(startupRow(rounds));
