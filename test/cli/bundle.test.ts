@@ -1,28 +1,51 @@
-// The `qed` bin is one CommonJS file that scripts/bundle-cli.mjs bundles from the compiled
+// The `qed` bin runs one CommonJS file that scripts/bundle-cli.mjs bundles from the compiled
 // modules (start-up: one file to read and compile instead of ~55 ES modules to resolve and
-// link). Every other CLI test runs that bundle; these check what bundling itself could break:
-// the bin's shape (hashbang, strict mode, executable), the paths computed from import.meta.url
-// (package.json for --version), the commands' lazy loading, and cli-progress, which stays
-// outside the bundle and is loaded from beside it.
+// link), with a V8 code cache made at build time. Every other CLI test runs the bin; these
+// check what bundling itself could break: the bin's and the bundle's shape (hashbang, strict
+// mode, executable), the cache being one this V8 takes, the paths computed from
+// import.meta.url (package.json for --version), the commands' lazy loading, and cli-progress,
+// which stays outside the bundle and is loaded from beside it.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import Module from 'node:module';
+import { Script } from 'node:vm';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QED_CLI, qed, run, scratch } from '../support/cli-run.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BUNDLE = join(ROOT, 'dist/src/cli/qed-bundle.cjs');
 
 test('the package\'s bin is the bundle: hashbang, strict mode, executable, and --version reads package.json', async () => {
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: { qed: string } };
   assert.equal(join(ROOT, pkg.bin.qed), QED_CLI);
   assert.ok(statSync(QED_CLI).mode & 0o100, 'the bin is executable');
-  const text = await readFile(QED_CLI, 'utf8');
-  assert.ok(text.startsWith("#!/usr/bin/env node\n'use strict';\n"), 'hashbang, then the directive: the modules were strict as ES modules');
+  assert.ok((await readFile(QED_CLI, 'utf8')).startsWith("#!/usr/bin/env node\n'use strict';\n"), 'the bin: hashbang, then the directive');
+  assert.ok((await readFile(BUNDLE, 'utf8')).startsWith("'use strict';\n"), 'the bundle: the directive first, the modules were strict as ES modules');
   const version = await run(QED_CLI, ['--version']);
   assert.equal(version.code, 0, version.stderr);
   assert.equal(version.stdout, `${pkg.version}\n`);
+});
+
+test('the code cache made at build time is one this V8 takes for the bundle, as the bin compiles it', () => {
+  const script = new Script(Module.wrap(readFileSync(BUNDLE, 'utf8')), { filename: BUNDLE, cachedData: readFileSync(join(ROOT, 'dist/src/cli/qed-bundle.cache')) });
+  assert.equal(script.cachedDataRejected, false);
+});
+
+test('a code cache this V8 cannot use, or none, only costs the compile: the bin still runs', async (t) => {
+  const dir = await scratch(t);
+  await writeFile(join(dir, 'qed.cjs'), readFileSync(QED_CLI));
+  await writeFile(join(dir, 'qed-bundle.cjs'), readFileSync(BUNDLE));
+  await writeFile(join(dir, 'a.raw'), new Uint8Array(64 * 1024));
+  for (const cache of [Buffer.from('not a code cache'), null]) {
+    if (cache) await writeFile(join(dir, 'qed-bundle.cache'), cache); else await rm(join(dir, 'qed-bundle.cache'), { force: true });
+    // Outside dist the native addon is not found: --no-lock.
+    const r = await run(process.execPath, [join(dir, 'qed.cjs'), '--no-lock', 'info', '--output=json', join(dir, 'a.raw')], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { 'virtual-size': number })['virtual-size'], 64 * 1024);
+  }
 });
 
 /**
@@ -32,7 +55,7 @@ test('the package\'s bin is the bundle: hashbang, strict mode, executable, and -
  */
 async function evaluated(dir: string, args: readonly string[]): Promise<string[]> {
   const helper = 'var __esm = (fn, res, err) => function __init() {\n';
-  const text = await readFile(QED_CLI, 'utf8');
+  const text = await readFile(BUNDLE, 'utf8');
   assert.equal(text.split(helper).length, 2, 'esbuild\'s __esm helper is not as this test knows it (esbuild upgraded?)');
   const traced = join(dir, 'traced.cjs');
   await writeFile(traced, text.replace(helper, `${helper}  if (fn) __qed_evaluated.push(Object.keys(fn)[0]);\n`).replace(
@@ -80,6 +103,6 @@ test('--debug stack traces name functions and classes as the sources do', async 
   // (errnoOf2); keepNames gives the functions and classes their own names back. (A frame of an
   // instance method still shows the class as _NodeFile: V8 names the receiver's class from the source.)
   assert.match(r.stderr, /^IoError: could not open/m);
-  assert.match(r.stderr, /^ {4}at NodeFile\.open \(.*qed\.cjs:\d+:\d+\)$/m);
+  assert.match(r.stderr, /^ {4}at NodeFile\.open \(.*qed-bundle\.cjs:\d+:\d+\)$/m);
   assert.match(r.stderr, /^ {4}at wrapIoError \(/m);
 });

@@ -1,0 +1,17 @@
+'use strict';
+// Writes dist/src/cli/qed-bundle.cache, the V8 code cache the bin (scripts/qed-bin.cjs) hands
+// to V8 with the bundle. Run by scripts/bundle-cli.mjs in a child process whose output is
+// dropped: the bundle runs `--help`, which evaluates every command module, so the functions
+// start-up and command registration compile are in the cache, not only the top level.
+const { writeFileSync, readFileSync } = require('node:fs');
+const { join } = require('node:path');
+const { Script } = require('node:vm');
+const { createRequire, wrap } = require('node:module');
+
+const dir = join(__dirname, '..', 'dist', 'src', 'cli');
+const bundle = join(dir, 'qed-bundle.cjs');
+const script = new Script(wrap(readFileSync(bundle, 'utf8')), { filename: bundle });
+process.on('exit', () => { writeFileSync(join(dir, 'qed-bundle.cache'), script.createCachedData()); });
+process.argv = [process.argv[0], bundle, '--help'];
+const bundleModule = { exports: {}, filename: bundle, id: bundle };
+script.runInThisContext()(bundleModule.exports, createRequire(bundle), bundleModule, bundle, dir);
