@@ -51,6 +51,19 @@ export abstract class CheckedDevice implements BlockDevice {
     }
   }
 
+  /** See BlockDevice.readIfData: anything unusual (closing, poisoned, out of range) is left to read, which reports it. */
+  readIfData(buf: Uint8Array, offset: number): Promise<void> | undefined {
+    if (this.state !== 'open' || this.poisonCause !== null || !(buf instanceof Uint8Array)) return undefined;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + buf.length > this.size || buf.length === 0) return undefined;
+    const reading = this.readDataAt(buf, offset);
+    if (reading === undefined) return undefined;
+    this.admitted++;
+    return reading.then(() => { this.leave(); }, (err: unknown) => { this.leave(); throw err; }); // [L2]
+  }
+
+  /** The device's part of readIfData: the read, started, when the range is known to be all data; undefined otherwise. */
+  protected readDataAt(_buf: Uint8Array, _offset: number): Promise<unknown> | undefined { return undefined; }
+
   async write(buf: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
     if (!(buf instanceof Uint8Array)) return this.refuseBuffer(buf);
     this.enter(offset, buf.length, true);

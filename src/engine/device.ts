@@ -105,6 +105,14 @@ export interface BlockDevice {
 
   /** Fill buf with the guest bytes at offset. */
   read(buf: Uint8Array, offset: number): Promise<void>;
+  /**
+   * Optional fast path of read: when [offset, offset+buf.length) is all data in this layer
+   * and the device can say so at once (its tables are cached), start that read and return
+   * its promise; otherwise return undefined, having done nothing, and the caller uses read
+   * and blockStatus. Lets the NBD server answer a read of plain data as one data chunk
+   * without walking the block status first.
+   */
+  readIfData?(buf: Uint8Array, offset: number): Promise<void> | undefined;
   /** Write buf at offset; durable after the next flush (or at once with `fua`). */
   write(buf: Uint8Array, offset: number, options?: WriteOptions): Promise<void>;
   /** Make [offset, offset+length) read as zeros, cheaply where the format allows (zero clusters). */

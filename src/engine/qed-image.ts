@@ -162,9 +162,14 @@ export class QedImage extends CheckedDevice {
   }
 
   protected readAt(buf: Uint8Array, offset: number): Promise<unknown> {
-    const host = this.ctx.lookup.cachedDataOffset(offset, buf.length);
-    if (host >= 0) return this.file.read(buf, host); // inside one cached data cluster: one file call
+    const host = this.ctx.lookup.cachedDataRange(offset, buf.length);
+    if (host >= 0) return this.file.read(buf, host); // cached data clusters back to back: one file call
     return this.readMapped(buf, offset);
+  }
+
+  protected override readDataAt(buf: Uint8Array, offset: number): Promise<unknown> | undefined {
+    const host = this.ctx.lookup.cachedDataRange(offset, buf.length);
+    return host >= 0 ? this.file.read(buf, host) : undefined;
   }
 
   private async readMapped(buf: Uint8Array, offset: number): Promise<void> {

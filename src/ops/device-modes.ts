@@ -18,8 +18,13 @@ export class ModedDevice implements BlockDevice {
   /** The inner device's, where it has one: the chain walk takes big steps through this device too. */
   readonly layerStatusUpTo?: (offset: number, length: number, maxRuns: number) => Promise<LayerExtent[]>;
 
+  /** The inner device's fast path of reads of plain data, where it has one. */
+  readonly readIfData?: (buf: Uint8Array, offset: number) => Promise<void> | undefined;
+
   constructor(private readonly inner: BlockDevice, private readonly modes: DeviceModes) {
     if (inner.layerStatusUpTo) this.layerStatusUpTo = (offset, length, maxRuns) => inner.layerStatusUpTo!(offset, length, maxRuns);
+    // Data of the top layer is never copied up, so copy-on-read changes nothing here.
+    if (inner.readIfData) this.readIfData = (buf, offset) => inner.readIfData!(buf, offset);
   }
 
   get path(): string { return this.inner.path; }

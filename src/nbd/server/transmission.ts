@@ -161,8 +161,14 @@ export async function serveTransmission(neg: Negotiated, settings: ConnectionSet
     const data = pool.take(length);
     // Hole detection pays for itself only on larger reads; small ones go out as one data chunk.
     if (!neg.structuredReplies || dontFragment || length < SPARSE_READ_MIN_BYTES) {
-      await device.read(data, offset);
+      await (device.readIfData?.(data, offset) ?? device.read(data, offset));
       if (!neg.structuredReplies) return { parts: [encodeSimpleReply(handle, 0), data], pooled: data };
+      return { parts: [encodeOffsetDataHeader(handle, true, offset, length), data], pooled: data };
+    }
+    // Plain data, as the cached tables show it: one chunk, without walking the block status.
+    const direct = device.readIfData?.(data, offset);
+    if (direct) {
+      await direct;
       return { parts: [encodeOffsetDataHeader(handle, true, offset, length), data], pooled: data };
     }
     // Holes (zero clusters, unallocated everywhere) are answered without reading them.

@@ -112,6 +112,33 @@ test('across a cluster boundary, and into zero or unallocated clusters, the gene
   await device.close();
 });
 
+test('readIfData reads clusters that lie back to back in one file call and leaves everything else to read', async () => {
+  const store = new CountingStore(new MemoryStore());
+  await imageWithClusters(store, 16 * CS);
+  const device = await openDevice('hot.qed', { store });
+  await device.write(pattern(3 * CS, 1), 0); // clusters 0..2, host-contiguous
+  await device.write(pattern(CS, 2), 5 * CS); // cluster 5
+  await device.write(pattern(CS, 3), 3 * CS); // cluster 3: allocated after 5, so not after 2 in the file
+  await device.writeZeroes(8 * CS, CS);
+  await device.read(new Uint8Array(512), 0); // tables now cached
+  assert.ok(device.readIfData, 'a QED image has the fast path');
+
+  const buf = new Uint8Array(2 * CS + 8 * KiB);
+  const reads = store.reads;
+  await device.readIfData(buf, 4 * KiB);
+  assert.equal(store.reads - reads, 1, 'three clusters back to back: one file call');
+  assert.deepEqual(buf, pattern(3 * CS, 1).subarray(4 * KiB, 4 * KiB + buf.length));
+
+  const before = store.reads;
+  assert.equal(device.readIfData(new Uint8Array(2 * CS), 2 * CS), undefined, 'clusters 2 and 3 are not back to back in the file');
+  assert.equal(device.readIfData(new Uint8Array(2 * CS), 5 * CS), undefined, 'cluster 6 is unallocated');
+  assert.equal(device.readIfData(new Uint8Array(4 * KiB), 8 * CS), undefined, 'a zero cluster');
+  assert.equal(device.readIfData(new Uint8Array(4 * KiB), 16 * CS - 2 * KiB), undefined, 'past the end: read reports it');
+  assert.equal(store.reads, before, 'a refusal reads nothing');
+  await device.close();
+  assert.equal(device.readIfData(new Uint8Array(4 * KiB), 0), undefined, 'closed: read reports it');
+});
+
 test('any mix of reads, writes and zeroing over a cache that keeps evicting reads back as a byte array says', async () => {
   const size = 40 * CS; // 64 KiB clusters, 4-cluster tables: one L2 table covers 2 GiB, so use many small requests
   await fc.assert(fc.asyncProperty(
@@ -143,6 +170,12 @@ test('any mix of reads, writes and zeroing over a cache that keeps evicting read
             const got = new Uint8Array(length);
             await device.read(got, offset);
             assert.deepEqual(got, model.subarray(offset, offset + length), `read ${offset}+${length} after op ${i}`);
+            const direct = new Uint8Array(length);
+            const fast = device.readIfData?.(direct, offset);
+            if (fast) {
+              await fast;
+              assert.deepEqual(direct, got, `readIfData ${offset}+${length} after op ${i}`);
+            }
           }
         }
         const all = new Uint8Array(size);
