@@ -7,6 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-file.js';
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
+import { ReadBatcher } from './read-batcher.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
 import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
@@ -134,8 +135,12 @@ export class NodeFile implements BlockFile {
   read(buf: Uint8Array, offset: number): Promise<number> {
     const done = this.readWithoutWaiting(buf, offset);
     if (done === buf.length) return Promise.resolve(done);
+    if (done === 0) return this.batcher.read(buf, offset);
     return this.readRest(buf, offset, done);
   }
+
+  /** Thread-pool reads that lie back to back in the file share one preadv (read-batcher.ts). */
+  private readonly batcher = new ReadBatcher(() => this.handle.fd, (buf, offset, done) => this.readRest(buf, offset, done));
 
   private async readRest(buf: Uint8Array, offset: number, done: number): Promise<number> {
     try {
