@@ -29,6 +29,8 @@ export function setLockingByDefault(on: boolean): void { lockingByDefault = on; 
  * the event loop is never blocked on the device. On memory-backed files (isMemoryBacked)
  * reads and writes up to this size are copied on the main thread outright; the bound keeps
  * each such block of the event loop to one copy of at most 128 KiB (about 15 µs here).
+ * Larger reads there are copied on the main thread too, but gathered for one turn of the
+ * loop and bounded per turn (read-batcher.ts).
  */
 const NOWAIT_MAX_BYTES = 128 * 1024;
 
