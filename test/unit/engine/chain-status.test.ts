@@ -87,17 +87,32 @@ test('a 64 TiB image is walked in steps as long as its runs allow and yields mer
   await device.close();
 });
 
-test('a fully fragmented stretch after a long empty one is walked in steps of at most CHAIN_STATUS_MAX_RUNS runs, top and backing alike', async () => {
+/** Every `every`-th cluster of `clusters` 4 KiB clusters from `first` on, starting at byte `from`. */
+interface Stripes { from: number; first: number; every: number; clusters: number }
+
+/**
+ * base.qed under top.qed, 256 GiB with 4 KiB clusters (16-cluster tables: 32 MiB an L1
+ * entry), data written in stripes into each (base byte 2, top byte 1); returns top, open.
+ */
+async function stripedChain(inBase: Stripes, inTop: Stripes): Promise<BlockDevice> {
   const store = new MemoryStore();
   await createImage('base.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16 });
   await createImage('top.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16, backingFile: 'base.qed', backingFormat: 'qed' });
-  // Every other cluster holds data: no two runs merge, so the stretch is one run per cluster.
-  const fragmented = 3 * CHAIN_STATUS_MAX_RUNS;
+  const write = async (device: BlockDevice, stripes: Stripes, byte: number): Promise<void> => {
+    for (let i = stripes.first; i < stripes.clusters; i += stripes.every) await device.write(new Uint8Array(4 * KiB).fill(byte), stripes.from + i * 4 * KiB);
+  };
   const base = await openDevice('base.qed', { store });
-  for (let i = 0; i < fragmented; i += 2) await base.write(new Uint8Array(4 * KiB).fill(2), 100 * GiB + i * 4 * KiB);
+  await write(base, inBase, 2);
   await base.close();
   const top = await openDevice('top.qed', { store });
-  for (let i = 0; i < fragmented; i += 2) await top.write(new Uint8Array(4 * KiB).fill(1), 200 * GiB + i * 4 * KiB);
+  await write(top, inTop, 1);
+  return top;
+}
+
+test('a fully fragmented stretch after a long empty one is walked in steps of at most CHAIN_STATUS_MAX_RUNS runs, top and backing alike', async () => {
+  // Every other cluster holds data: no two runs merge, so the stretch is one run per cluster.
+  const fragmented = 3 * CHAIN_STATUS_MAX_RUNS;
+  const top = await stripedChain({ from: 100 * GiB, first: 0, every: 2, clusters: fragmented }, { from: 200 * GiB, first: 0, every: 2, clusters: fragmented });
   const counted = countingRuns(top);
   const backing = countingRuns(top.backing!);
   Object.defineProperty(counted.device, 'backing', { value: backing.device });
@@ -120,16 +135,9 @@ test('a fully fragmented stretch after a long empty one is walked in steps of at
 });
 
 test('a step holds at most CHAIN_STATUS_MAX_RUNS runs across the layers of the chain', async () => {
-  const store = new MemoryStore();
-  await createImage('base.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16 });
-  await createImage('top.qed', { store, size: 256 * GiB, clusterSize: 4 * KiB, tableSize: 16, backingFile: 'base.qed', backingFormat: 'qed' });
   // Interleaved: top data, backing data, neither, ...: every run alternates layer or kind.
   const clusters = 2 * CHAIN_STATUS_MAX_RUNS;
-  const base = await openDevice('base.qed', { store });
-  for (let i = 1; i < clusters; i += 3) await base.write(new Uint8Array(4 * KiB).fill(2), 100 * GiB + i * 4 * KiB);
-  await base.close();
-  const top = await openDevice('top.qed', { store });
-  for (let i = 0; i < clusters; i += 3) await top.write(new Uint8Array(4 * KiB).fill(1), 100 * GiB + i * 4 * KiB);
+  const top = await stripedChain({ from: 100 * GiB, first: 1, every: 3, clusters }, { from: 100 * GiB, first: 0, every: 3, clusters });
   const held: number[] = [];
   let pendingAnswers = 0;
   const watch = (device: BlockDevice): BlockDevice => new Proxy(device, {
