@@ -6,36 +6,14 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { BlockFile, FileStore, OpenMode } from '../../../src/io/block-file.js';
+import type { FileStore } from '../../../src/io/block-file.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
 import { openDevice } from '../../../src/ops/open.js';
+import { ReadSpyStore } from '../../support/read-spy.js';
 
 const KiB = 1024;
 const CS = 64 * KiB;
-
-/** Counts the file calls made on the image file. */
-class CountingStore implements FileStore {
-  reads = 0;
-  writes = 0;
-  constructor(readonly memory: MemoryStore) {}
-  async open(path: string, mode: OpenMode): Promise<BlockFile> { return this.count(await this.memory.open(path, mode)); }
-  async create(path: string): Promise<BlockFile> { return this.count(await this.memory.create(path)); }
-  resolveBacking(imagePath: string, backingName: string): string { return this.memory.resolveBacking(imagePath, backingName); }
-  identity(path: string): Promise<string> { return this.memory.identity(path); }
-  private count(file: BlockFile): BlockFile {
-    return {
-      path: file.path,
-      readOnly: file.readOnly,
-      read: (buf, offset) => { this.reads++; return file.read(buf, offset); },
-      write: (buf, offset) => { this.writes++; return file.write(buf, offset); },
-      flush: () => file.flush(),
-      truncate: (size) => file.truncate(size),
-      size: () => file.size(),
-      close: () => file.close(),
-    };
-  }
-}
 
 function pattern(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
@@ -48,7 +26,7 @@ async function imageWithClusters(store: FileStore, size: number): Promise<void> 
 }
 
 test('inside one cached data cluster a read or an overwrite is one file call', async () => {
-  const store = new CountingStore(new MemoryStore());
+  const store = new ReadSpyStore(new MemoryStore());
   await imageWithClusters(store, 16 * CS);
   const device = await openDevice('hot.qed', { store });
   await device.write(pattern(CS, 1), 0); // cluster 0
@@ -75,7 +53,7 @@ test('inside one cached data cluster a read or an overwrite is one file call', a
 });
 
 test('across a cluster boundary, and into zero or unallocated clusters, the general path answers', async () => {
-  const store = new CountingStore(new MemoryStore());
+  const store = new ReadSpyStore(new MemoryStore());
   await imageWithClusters(store, 16 * CS);
   const device = await openDevice('hot.qed', { store });
   await device.write(pattern(CS, 1), 0);
@@ -113,7 +91,7 @@ test('across a cluster boundary, and into zero or unallocated clusters, the gene
 });
 
 test('readIfData reads clusters that lie back to back in one file call and leaves everything else to read', async () => {
-  const store = new CountingStore(new MemoryStore());
+  const store = new ReadSpyStore(new MemoryStore());
   await imageWithClusters(store, 16 * CS);
   const device = await openDevice('hot.qed', { store });
   await device.write(pattern(3 * CS, 1), 0); // clusters 0..2, host-contiguous

@@ -4,7 +4,6 @@
 // tens of millions). The assertions count requests, never time.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from '../../../src/io/block-file.js';
 import { CheckedDevice } from '../../../src/engine/checked-device.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { compareImages } from '../../../src/ops/compare.js';
@@ -15,6 +14,7 @@ import { rebaseImage } from '../../../src/ops/rebase.js';
 import { commitImage } from '../../../src/ops/commit.js';
 import { mapChain } from '../../../src/ops/map.js';
 import { measureImage } from '../../../src/ops/measure.js';
+import { ReadSpyStore } from '../../support/read-spy.js';
 
 const TiB = 2 ** 40;
 /** Block status requests an operation may make on an empty 64 TiB image: a constant, not one per stride. */
@@ -40,28 +40,14 @@ function countStatusCalls(): { calls: () => number; restore: () => void } {
 }
 const MiB = 2 ** 20;
 
-/** A store whose files count the reads made through them. */
-function counting(store: MemoryStore): { store: FileStore; reads: () => number } {
-  let reads = 0;
-  const wrapped: FileStore = {
-    async open(path: string, mode: OpenMode, options?: OpenFileOptions): Promise<BlockFile> {
-      const file = await store.open(path, mode, options);
-      return { ...file, path: file.path, readOnly: file.readOnly, read: (b, o) => { reads++; return file.read(b, o); }, write: (b, o) => file.write(b, o), flush: () => file.flush(), size: () => file.size(), truncate: (n) => file.truncate(n), close: () => file.close() };
-    },
-    create: (p, o) => store.create(p, o),
-    resolveBacking: (p, n) => store.resolveBacking(p, n),
-    identity: (p) => store.identity(p),
-  };
-  return { store: wrapped, reads: () => reads };
-}
-
 test('an empty 64 TiB image converts and compares with a bounded number of reads, and the data that is there is copied', async () => {
   const memory = new MemoryStore();
   await createImage('big.qed', { store: memory, size: 64 * TiB });
   const device = await openDevice('big.qed', { store: memory });
   await device.write(new Uint8Array(64 * 1024).fill(7), 40 * TiB);
   await device.close();
-  const { store, reads } = counting(memory);
+  const store = new ReadSpyStore(memory);
+  const reads = (): number => store.reads;
   const status = countStatusCalls();
   try {
     // A walk in 256 MiB steps made 2^18 requests per layer for 64 TiB; one per 2 MiB, 2^25.
@@ -90,7 +76,8 @@ test('rebasing an empty overlay onto an empty QED backing file reads only metada
   const ov = await openDevice('ov.qed', { store: memory });
   await ov.write(new Uint8Array(MiB).fill(3), MiB);
   await ov.close();
-  const { store, reads } = counting(memory);
+  const store = new ReadSpyStore(memory);
+  const reads = (): number => store.reads;
   await rebaseImage('ov.qed', 'new.qed', { store, backingFormat: 'qed' });
   assert.ok(reads() < 20_000, `rebase made ${reads()} reads`);
   const check = await openDevice('ov.qed', { store: memory, readOnly: true });
