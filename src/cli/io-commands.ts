@@ -7,10 +7,23 @@ import { QedError } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
 import {
   defineCommand, getopt, number, pattern, refuse, report, requestFailed, requestLength, showRead, timed, usage, vectorLength,
-  type IoCommand,
+  type IoCommand, type IoContext, type Outcome,
 } from './io-command-kit.js';
 import { cvtstr } from './sizes.js';
 import { strerror } from './strerror.js';
+
+/** read and readv: one timed read of the whole range, then the pattern check, hexdump and stats line. */
+async function readAndShow(ctx: IoContext, verb: string, flags: Map<string, string>, offset: number, length: number,
+  check: { byte: number | undefined; start: number; length: number }): Promise<Outcome> {
+  const buf = new Uint8Array(length);
+  let seconds: number;
+  try {
+    seconds = await timed(() => ctx.device.read(buf, offset));
+  } catch (err) {
+    return requestFailed(ctx, verb, err);
+  }
+  return showRead(ctx, flags, { buf, offset, seconds }, check);
+}
 
 const read = defineCommand({ name: 'read', oneline: 'reads a number of bytes at a specified offset', altname: 'r', argmin: 2, argmax: -1, usage: '[-abCqv] [-P pattern [-s off] [-l len]] off len' }, async (ctx, words, self) => {
   // -p is accepted and ignored, as by qemu-io 7.2 (it once chose pread over bdrv_read).
@@ -30,14 +43,7 @@ const read = defineCommand({ name: 'read', oneline: 'reads a number of bytes at 
     ctx.out('pattern verification range exceeds end of read data\n');
     return 'failed';
   }
-  const buf = new Uint8Array(length);
-  let seconds: number;
-  try {
-    seconds = await timed(() => ctx.device.read(buf, offset));
-  } catch (err) {
-    return requestFailed(ctx, 'read', err);
-  }
-  return showRead(ctx, flags, { buf, offset, seconds }, { byte: patternByte, start: patternOffset, length: patternLength });
+  return readAndShow(ctx, 'read', flags, offset, length, { byte: patternByte, start: patternOffset, length: patternLength });
 });
 
 const readv = defineCommand({ name: 'readv', oneline: 'reads a number of bytes at a specified offset', argmin: 2, argmax: -1, usage: '[-Cqv] [-P pattern] off len [len..]' }, async (ctx, words, self) => {
@@ -46,14 +52,7 @@ const readv = defineCommand({ name: 'readv', oneline: 'reads a number of bytes a
   const patternByte = flags.has('P') ? pattern(ctx, flags.get('P')!) : undefined;
   const offset = number(ctx, args[0]!);
   const length = vectorLength(ctx, args.slice(1));
-  const buf = new Uint8Array(length);
-  let seconds: number;
-  try {
-    seconds = await timed(() => ctx.device.read(buf, offset));
-  } catch (err) {
-    return requestFailed(ctx, 'readv', err);
-  }
-  return showRead(ctx, flags, { buf, offset, seconds }, { byte: patternByte, start: 0, length });
+  return readAndShow(ctx, 'readv', flags, offset, length, { byte: patternByte, start: 0, length });
 });
 
 const write = defineCommand({ name: 'write', oneline: 'writes a number of bytes at a specified offset', altname: 'w', argmin: 2, argmax: -1, writes: true, usage: '[-bcCfnquz] [-P pattern | -s source_file] off len' }, async (ctx, words, self) => {
