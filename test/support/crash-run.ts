@@ -7,20 +7,13 @@ import type { RepairHook } from '../../src/engine/open.js';
 import { recordWorkload, type Workload } from './crash-workload.js';
 import { addResult, emptyResult, exploreRecording, type ExploreOptions, type ExploreResult } from './explore-recording.js';
 import type { CrashStateOptions } from './crash-states.js';
+import { seedFrom, soakFrom } from './run-knobs.js';
 
 /** QED_CRASH_SEED repeats a run; otherwise each run explores new states. */
-export function crashSeed(): number {
-  const fixed = Number(process.env['QED_CRASH_SEED']);
-  return Number.isSafeInteger(fixed) && fixed > 0 ? fixed : 1 + Math.floor(Math.random() * 1e9);
-}
+export function crashSeed(): number { return seedFrom('QED_CRASH_SEED'); }
 
 /** QED_CRASH_SOAK=N multiplies the exploration twenty-fold per N (millions of states). */
-export function soakFactor(): number {
-  const soak = process.env['QED_CRASH_SOAK'];
-  if (soak === undefined || soak === '' || soak === '0') return 1;
-  const n = Number(soak);
-  return 20 * (Number.isFinite(n) && n > 0 ? n : 1);
-}
+export function soakFactor(): number { return soakFrom('QED_CRASH_SOAK', 20); }
 
 const QEMU_SAMPLES_PER_RUN = 100;
 

@@ -6,20 +6,13 @@
 // longer than the hang bound and reports that case, and a worker that dies of its heap limit
 // reports the case it was running. Both are failures, with the case to keep as a regression.
 import { Worker } from 'node:worker_threads';
+import { seedFrom, soakFrom } from './run-knobs.js';
 
 /** QED_FUZZ_SEED repeats a run; otherwise each run draws new cases. */
-export function fuzzSeed(): number {
-  const fixed = Number(process.env['QED_FUZZ_SEED']);
-  return Number.isSafeInteger(fixed) && fixed > 0 ? fixed : 1 + Math.floor(Math.random() * 1e9);
-}
+export function fuzzSeed(): number { return seedFrom('QED_FUZZ_SEED'); }
 
 /** QED_FUZZ_SOAK=N runs N × 500 times the cases of a CI run (QED_FUZZ_SOAK=1: about a million image cases). */
-export function fuzzSoakFactor(): number {
-  const soak = process.env['QED_FUZZ_SOAK'];
-  if (soak === undefined || soak === '' || soak === '0') return 1;
-  const n = Number(soak);
-  return 500 * (Number.isFinite(n) && n > 0 ? n : 1);
-}
+export function fuzzSoakFactor(): number { return soakFrom('QED_FUZZ_SOAK', 500); }
 
 export interface CampaignReport {
   /** Lines for the test output. */
