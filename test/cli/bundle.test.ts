@@ -85,7 +85,9 @@ test('in the bundle the commands stay lazy: convert evaluates neither the NBD se
   assert.deepEqual(version.filter(isCommand), []);
 });
 
-test('convert -p on a terminal draws the bar with cli-progress, loaded from beside the bundle', { skip: !existsSync('/usr/bin/script') && 'no script(1) for a terminal' }, async (t) => {
+// script(1), from Debian's essential bsdutils, gives the command a terminal.
+test('convert -p on a terminal draws the bar with cli-progress, loaded from beside the bundle', async (t) => {
+  assert.ok(existsSync('/usr/bin/script'), 'script(1) (bsdutils) is needed to give convert -p a terminal');
   const dir = await scratch(t);
   await writeFile(join(dir, 'a.raw'), new Uint8Array(1024 * 1024).fill(7));
   const command = `'${process.execPath}' '${QED_CLI}' convert -p -f raw -O qed a.raw a.qed`;
