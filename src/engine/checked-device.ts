@@ -53,11 +53,20 @@ export abstract class CheckedDevice implements BlockDevice {
 
   /** See BlockDevice.readIfData: anything unusual (closing, poisoned, out of range) is left to read, which reports it. */
   readIfData(buf: Uint8Array, offset: number): Promise<void> | undefined {
-    if (this.state !== 'open' || this.poisonCause !== null || !(buf instanceof Uint8Array)) return undefined;
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset + buf.length > this.size || buf.length === 0) return undefined;
-    const reading = this.readDataAt(buf, offset);
-    if (reading === undefined) return undefined;
-    this.admitted++;
+    if (!(buf instanceof Uint8Array) || buf.length === 0) return undefined;
+    try {
+      this.enter(offset, buf.length, false);
+    } catch {
+      return undefined;
+    }
+    let reading: Promise<unknown> | undefined;
+    try {
+      reading = this.readDataAt(buf, offset);
+    } catch (err) {
+      this.leave();
+      throw err;
+    }
+    if (reading === undefined) { this.leave(); return undefined; }
     return reading.then(() => { this.leave(); }, (err: unknown) => { this.leave(); throw err; }); // [L2]
   }
 

@@ -162,11 +162,10 @@ export class QedImage extends CheckedDevice {
   }
 
   protected readAt(buf: Uint8Array, offset: number): Promise<unknown> {
-    const host = this.ctx.lookup.cachedDataRange(offset, buf.length);
-    if (host >= 0) return this.file.read(buf, host); // cached data clusters back to back: one file call
-    return this.readMapped(buf, offset);
+    return this.readDataAt(buf, offset) ?? this.readMapped(buf, offset);
   }
 
+  /** Cached data clusters back to back in the file: one file call. */
   protected override readDataAt(buf: Uint8Array, offset: number): Promise<unknown> | undefined {
     const host = this.ctx.lookup.cachedDataRange(offset, buf.length);
     return host >= 0 ? this.file.read(buf, host) : undefined;
