@@ -12,6 +12,14 @@ export type { ChainExtent };
 export const CHAIN_STATUS_MAX_RUNS = 8192;
 
 /**
+ * Runs the first step holds at most; each later step may hold twice the one before, up to
+ * CHAIN_STATUS_MAX_RUNS. A walk's caller starts on the first runs while the rest are still
+ * unknown: a whole step of 8192 runs of a fragmented raw file is 8192 seeks (about 40 ms
+ * here) before convert could read a byte.
+ */
+export const CHAIN_STATUS_FIRST_RUNS = 64;
+
+/**
  * Guest bytes per step (or 8192 clusters) for a layer without layerStatusUpTo, which can
  * only be asked for a whole range: at most one run per cluster of it.
  */
@@ -34,9 +42,9 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
   }
   const end = start + length;
   let pending: ChainExtent | null = null;
-  for (let pos = start; pos < end;) {
+  for (let pos = start, budget = CHAIN_STATUS_FIRST_RUNS; pos < end; budget = Math.min(CHAIN_STATUS_MAX_RUNS, budget * 2)) {
     const step: ChainExtent[] = [];
-    pos = await statusOfLayer(device, pos, end, 0, step);
+    pos = await statusOfLayer(device, pos, end, 0, step, budget);
     for (const e of step) {
       if (pending && mergeable(pending, e)) { pending.length += e.length; continue; }
       if (pending) yield pending;
@@ -47,16 +55,16 @@ export async function* chainBlockStatus(device: BlockDevice, start: number, leng
 }
 
 /**
- * Adds the chain's runs from `start` on to `out` until it holds CHAIN_STATUS_MAX_RUNS;
- * returns where they end (past `start` when `out` came empty). A backing layer gets the
- * same budget, so the runs of a fragmented backing file under a sparse top stop the step
- * where the budget ran out, and the next step asks the top again from there.
+ * Adds the chain's runs from `start` on to `out` until it holds `budget`; returns where they
+ * end (past `start` when `out` came empty). A backing layer gets the same budget, so the
+ * runs of a fragmented backing file under a sparse top stop the step where the budget ran
+ * out, and the next step asks the top again from there.
  */
-async function statusOfLayer(layer: BlockDevice, start: number, end: number, depth: number, out: ChainExtent[]): Promise<number> {
-  const extents = await layerRunsFrom(layer, start, Math.min(end, layer.size), Math.max(1, CHAIN_STATUS_MAX_RUNS - out.length));
+async function statusOfLayer(layer: BlockDevice, start: number, end: number, depth: number, out: ChainExtent[], budget: number): Promise<number> {
+  const extents = await layerRunsFrom(layer, start, Math.min(end, layer.size), Math.max(1, budget - out.length));
   let reached = start;
   for (const e of extents) {
-    if (out.length >= CHAIN_STATUS_MAX_RUNS) return reached;
+    if (out.length >= budget) return reached;
     const eEnd = e.guestOffset + e.length;
     if (e.kind === 'data') {
       push(out, { start: e.guestOffset, length: e.length, depth, present: true, zero: false, data: true, hostOffset: e.hostOffset, filename: layer.path });
@@ -68,7 +76,7 @@ async function statusOfLayer(layer: BlockDevice, start: number, end: number, dep
       const backing = layer.backing;
       const inBacking = backing ? Math.max(e.guestOffset, Math.min(eEnd, backing.size)) : e.guestOffset;
       if (backing && inBacking > e.guestOffset) {
-        const below = await statusOfLayer(backing, e.guestOffset, inBacking, depth + 1, out);
+        const below = await statusOfLayer(backing, e.guestOffset, inBacking, depth + 1, out, budget);
         if (below < inBacking) return below;
       }
       if (inBacking < eEnd) push(out, { start: inBacking, length: eEnd - inBacking, depth, present: false, zero: true, data: false });

@@ -74,16 +74,26 @@ export class RawImage extends CheckedDevice {
    * padding past its end up to the next sector, which read as zeros (what QEMU's file layer
    * reports too).
    */
-  protected async statusOf(offset: number, length: number): Promise<LayerExtent[]> {
+  protected statusOf(offset: number, length: number): Promise<LayerExtent[]> {
+    return this.runsOf(offset, length);
+  }
+
+  /**
+   * With `maxRuns` the runs may stop short of offset+length, where the file's own ran out
+   * (findData's bound); without it they cover the whole range.
+   */
+  private async runsOf(offset: number, length: number, maxRuns?: number): Promise<LayerExtent[]> {
     const end = offset + length;
     const dataEnd = Math.min(end, Math.max(offset, this.fileLength));
     const extents: LayerExtent[] = [];
     if (dataEnd > offset) {
       // Holes of a sparse file read as zeros (qemu-img map says zero, not data); a file that
       // cannot tell is all data.
-      const runs = await this.file.findData?.(offset, dataEnd - offset) ?? null;
+      const runs = await this.file.findData?.(offset, dataEnd - offset, maxRuns) ?? null;
       if (runs === null) extents.push({ kind: 'data', guestOffset: offset, length: dataEnd - offset, hostOffset: offset });
       else for (const r of runs) extents.push({ kind: r.data ? 'data' : 'zero', guestOffset: r.offset, length: r.length, hostOffset: r.offset });
+      const last = extents[extents.length - 1];
+      if (last && last.guestOffset + last.length < dataEnd) return extents;
     }
     if (end > dataEnd) extents.push({ kind: 'zero', guestOffset: dataEnd, length: end - dataEnd, hostOffset: dataEnd });
     return extents;
@@ -91,17 +101,21 @@ export class RawImage extends CheckedDevice {
 
   /**
    * Windows that double while the file stays sparse, so a 64 TiB file of holes costs a few
-   * seeks; each window's runs are bounded by findData's own cap, and runs past maxRuns are
-   * dropped (the caller asks again from where the kept ones end).
+   * seeks; the file is asked for no more runs than are still wanted, and runs past maxRuns
+   * are dropped (the caller asks again from where the kept ones end).
    */
   protected async statusUpTo(offset: number, length: number, maxRuns: number): Promise<LayerExtent[]> {
     const end = offset + length;
     const out: LayerExtent[] = [];
     for (let pos = offset, window = FIRST_STATUS_WINDOW; pos < end; window *= 2) {
       const stop = Math.min(end, pos + window);
-      for (const e of await this.statusOf(pos, stop - pos)) {
+      // One more than the room left: the first may merge into the last run kept.
+      const extents = await this.runsOf(pos, stop - pos, maxRuns - out.length + 1);
+      for (const e of extents) {
         if (!appendWithin(out, e, 0, maxRuns)) return out;
       }
+      const last = extents[extents.length - 1];
+      if (!last || last.guestOffset + last.length < stop) return out;
       pos = stop;
     }
     return out;

@@ -25,9 +25,11 @@ export interface BlockFile {
   /**
    * Where the file holds data and where it has holes in [offset, offset+length), in order, if
    * the file can tell cheaply (SEEK_DATA/SEEK_HOLE); null when it cannot, and then everything
-   * must be taken as data. Optional: stores without holes need not implement it.
+   * must be taken as data. With `maxRuns`, at most that many runs, which then may end before
+   * offset+length (the caller asks again from where they end). Optional: stores without holes
+   * need not implement it.
    */
-  findData?(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null>;
+  findData?(offset: number, length: number, maxRuns?: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null>;
   /** Set the length; new bytes read as zeros. */
   truncate(size: number): Promise<void>;
   /** Release the file (and its locks). */

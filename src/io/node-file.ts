@@ -8,6 +8,7 @@ import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-fi
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { ReadBatcher } from './read-batcher.js';
+import { WriteQueue } from './write-queue.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
 import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
@@ -81,6 +82,7 @@ export class NodeFile implements BlockFile {
     private readonly characterDevice = false,
   ) {
     this.batcher = new ReadBatcher(() => this.handle.fd, (buf, offset, done) => this.readRest(buf, offset, done), inMemory);
+    this.writes = new WriteQueue(() => this.handle.fd, (buf, offset, done) => this.writeRest(buf, offset, done));
   }
 
   static async open(path: string, mode: OpenMode, options: NodeOpenOptions = {}): Promise<NodeFile> {
@@ -168,21 +170,24 @@ export class NodeFile implements BlockFile {
   write(buf: Uint8Array, offset: number): Promise<void> {
     this.knownRun = null;
     // Not while a thread-pool write is under way: buffered writes to one file take its inode
-    // lock, so the main thread would wait out a multi-megabyte copy (80 µs a call, measured).
-    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES && this.pooledWrites === 0) {
+    // lock, so the main thread would wait out a multi-megabyte copy (80 µs a call, measured),
+    // and the write would overtake those queued before it.
+    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES && this.writes.idle) {
       try {
         const written = writeSync(this.handle.fd, buf, 0, buf.length, offset);
         if (written === buf.length) return Promise.resolve();
-        return this.writeRest(buf, offset, written);
+        return this.writes.write(buf.subarray(written), offset + written);
       } catch (err) {
         return Promise.reject(wrapIoError('write', this.path, offset, err));
       }
     }
-    return this.writeRest(buf, offset, 0);
+    return this.writes.write(buf, offset);
   }
 
+  /** Writes that go to the thread pool, one at a time and merged where they continue one another (write-queue.ts). */
+  private readonly writes: WriteQueue;
+
   private async writeRest(buf: Uint8Array, offset: number, done: number): Promise<void> {
-    this.pooledWrites++;
     try {
       while (done < buf.length) {
         const bytesWritten = await writeAt(this.handle.fd, buf, done, buf.length - done, offset + done);
@@ -190,13 +195,8 @@ export class NodeFile implements BlockFile {
       }
     } catch (err) {
       throw wrapIoError('write', this.path, offset, err);
-    } finally {
-      this.pooledWrites--;
     }
   }
-
-  /** Writes of ours now on the thread pool (see write). */
-  private pooledWrites = 0;
 
   async flush(): Promise<void> {
     try {
@@ -245,9 +245,10 @@ export class NodeFile implements BlockFile {
   /**
    * Data and holes by lseek(SEEK_DATA/SEEK_HOLE) through the native addon, as qemu-img's raw
    * driver finds them; null without the addon or where the file system cannot tell (then all
-   * is data). At most MAX_HOLE_RUNS runs per call: the rest is reported as data.
+   * is data). At most `maxRuns` runs, ending where they end; without it at most
+   * MAX_HOLE_RUNS, and the rest is reported as data.
    */
-  async findData(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null> {
+  async findData(offset: number, length: number, maxRuns?: number): Promise<Array<{ offset: number; length: number; data: boolean }> | null> {
     const seek = this.native.ok ? this.native.io.seekData : undefined;
     if (!seek || this.blockDevice !== null) return null;
     const fd = this.handle.fd;
@@ -255,6 +256,7 @@ export class NodeFile implements BlockFile {
     const runs: Array<{ offset: number; length: number; data: boolean }> = [];
     try {
       for (let pos = offset; pos < end;) {
+        if (maxRuns !== undefined && runs.length >= maxRuns) break;
         if (runs.length >= MAX_HOLE_RUNS) { runs.push({ offset: pos, length: end - pos, data: true }); break; }
         const known = this.knownRun !== null && this.knownRun.start <= pos && pos < this.knownRun.end ? this.knownRun : null;
         if (known && !known.data) {
@@ -269,7 +271,11 @@ export class NodeFile implements BlockFile {
           if (data >= end) this.knownRun = { start: pos, end: data, data: false };
           break;
         }
-        if (data > pos) { runs.push({ offset: pos, length: data - pos, data: false }); this.knownRun = { start: pos, end: data, data: false }; }
+        if (data > pos) {
+          runs.push({ offset: pos, length: data - pos, data: false });
+          this.knownRun = { start: pos, end: data, data: false };
+          if (maxRuns !== undefined && runs.length >= maxRuns) break;
+        }
         // SEEK_HOLE scans up to the next hole, which in a file without holes is its end: the
         // whole run is remembered so the next step of the walk needs no second scan.
         const nextHole = known ? known.end : seek(fd, data, true);
@@ -293,6 +299,7 @@ export class NodeFile implements BlockFile {
   private knownRun: { start: number; end: number; data: boolean } | null = null;
 
   async close(): Promise<void> {
+    await this.writes.whenIdle();
     try { await this.handle.close(); } catch (err) { throw wrapIoError('close', this.path, undefined, err); }
   }
 }

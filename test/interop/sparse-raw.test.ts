@@ -66,6 +66,35 @@ test('a walk in steps over a file without holes scans it once, not once per step
   }
 });
 
+test('findData with maxRuns stops after that many runs, and a bounded raw status asks the file for no more than it keeps', async (t) => {
+  const dir = await scratch(t);
+  // Data every other MiB: 64 runs of data and hole.
+  const path = await sparseRaw(dir, 64 * MiB, Array.from({ length: 32 }, (_, i) => 2 * i * MiB));
+  const native = loadNative();
+  assert.ok(native.ok && native.io.seekData, 'the addon with lseek SEEK_DATA/SEEK_HOLE');
+  let seeks = 0;
+  const counting = { ok: true as const, io: { ...native.io, seekData: (fd: number, offset: number, hole: boolean) => { seeks++; return native.io.seekData!(fd, offset, hole); } } };
+  const file = await NodeFile.open(path, 'read-only', { native: counting, lock: false });
+  try {
+    // The first data run is 64 KiB, then a hole to the next MiB.
+    assert.deepEqual(await file.findData(0, 64 * MiB, 3), [
+      { offset: 0, length: 64 * KiB, data: true },
+      { offset: 64 * KiB, length: 2 * MiB - 64 * KiB, data: false },
+      { offset: 2 * MiB, length: 64 * KiB, data: true },
+    ]);
+    assert.ok(seeks <= 4, `${seeks} seeks for three runs`);
+    seeks = 0;
+    const raw = await RawImage.open(file);
+    const runs = await raw.layerStatusUpTo!(0, 64 * MiB, 5);
+    assert.deepEqual(runs.map((r) => [r.kind, r.guestOffset, r.length]), [
+      ['data', 0, 64 * KiB], ['zero', 64 * KiB, 2 * MiB - 64 * KiB], ['data', 2 * MiB, 64 * KiB], ['zero', 2 * MiB + 64 * KiB, 2 * MiB - 64 * KiB], ['data', 4 * MiB, 64 * KiB],
+    ]);
+    assert.ok(seeks <= 8, `${seeks} seeks for five runs of a file with 64`);
+  } finally {
+    await file.close();
+  }
+});
+
 test('findData reports data and holes in order; a file that cannot tell reports null and raw status falls back to data', async (t) => {
   const dir = await scratch(t);
   const path = await sparseRaw(dir, 8 * MiB, [2 * MiB]);

@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { QedError } from '../../../src/base/errors.js';
-import { chainBlockStatus, CHAIN_STATUS_MAX_RUNS, type ChainExtent } from '../../../src/engine/chain-status.js';
+import { chainBlockStatus, CHAIN_STATUS_FIRST_RUNS, CHAIN_STATUS_MAX_RUNS, type ChainExtent } from '../../../src/engine/chain-status.js';
 import type { BlockDevice } from '../../../src/engine/device.js';
 import { MemoryStore } from '../../../src/io/memory-file.js';
 import { createImage } from '../../../src/ops/create.js';
@@ -126,10 +126,12 @@ test('a fully fragmented stretch after a long empty one is walked in steps of at
   assert.deepEqual([runs.at(-1)!.start, runs.at(-1)!.depth, runs.at(-1)!.present], [200 * GiB + (fragmented - 1) * 4 * KiB, 1, false]);
   assert.ok(counted.largest() <= CHAIN_STATUS_MAX_RUNS && backing.largest() <= CHAIN_STATUS_MAX_RUNS);
   assert.equal(backing.largest(), CHAIN_STATUS_MAX_RUNS, 'the fragmented backing stretch fills whole steps');
-  // Each stretch needs about fragmented / CHAIN_STATUS_MAX_RUNS steps; the empty ones cost nothing extra.
-  assert.ok(counted.calls() <= 12, `${counted.calls()} requests of the top`);
+  // Each stretch needs about fragmented / CHAIN_STATUS_MAX_RUNS steps, after the first steps
+  // that double up from CHAIN_STATUS_FIRST_RUNS; the empty ones cost nothing extra.
+  const rampSteps = Math.log2(CHAIN_STATUS_MAX_RUNS / CHAIN_STATUS_FIRST_RUNS);
+  assert.ok(counted.calls() <= 12 + rampSteps, `${counted.calls()} requests of the top`);
   // The backing file is asked once per gap of the top's stretch (as QEMU asks per extent), and by steps for its own.
-  assert.ok(backing.calls() <= 12 + fragmented / 2, `${backing.calls()} requests of the backing file`);
+  assert.ok(backing.calls() <= 12 + rampSteps + fragmented / 2, `${backing.calls()} requests of the backing file`);
   assert.equal(counted.wholeRangeCalls() + backing.wholeRangeCalls(), 0);
   await top.close();
 });
@@ -157,6 +159,30 @@ test('a step holds at most CHAIN_STATUS_MAX_RUNS runs across the layers of the c
   // The runs the layers answered in one step: the top's (bounded) plus the backing's (the rest of the budget).
   assert.ok(held.length >= 2, 'the stretch took several steps');
   assert.ok(Math.max(...held) <= 2 * CHAIN_STATUS_MAX_RUNS, `one step was answered ${Math.max(...held)} runs`);
+  await top.close();
+});
+
+test('the first runs of a fragmented walk come from a small first step, and the steps double from there', async () => {
+  // Without the ramp, a copy could not start before a whole step of 8192 runs (8192 seeks in a raw file) was known.
+  const clusters = 4 * CHAIN_STATUS_MAX_RUNS;
+  const top = await stripedChain({ from: 0, first: 0, every: 2, clusters: 2 }, { from: 0, first: 0, every: 2, clusters });
+  const asked: number[] = [];
+  const watched = new Proxy(top, {
+    get(target, prop, receiver) {
+      if (prop === 'layerStatusUpTo') return (o: number, l: number, m: number) => { asked.push(m); return target.layerStatusUpTo!(o, l, m); };
+      if (prop === 'backing') return null; // the top alone: every other cluster is data
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+  const iterator = chainBlockStatus(watched, 0, 256 * GiB)[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  assert.deepEqual([first.value?.start, first.value?.data], [0, true]);
+  assert.deepEqual(asked, [CHAIN_STATUS_FIRST_RUNS], 'the first run came out of one request for at most the first step');
+  for (let r = await iterator.next(); !r.done; r = await iterator.next()) void r;
+  const ramp = [];
+  for (let budget = CHAIN_STATUS_FIRST_RUNS; budget < CHAIN_STATUS_MAX_RUNS; budget *= 2) ramp.push(budget);
+  assert.deepEqual(asked.slice(0, ramp.length + 1), [...ramp, CHAIN_STATUS_MAX_RUNS]);
+  assert.ok(asked.every((m) => m <= CHAIN_STATUS_MAX_RUNS));
   await top.close();
 });
 
