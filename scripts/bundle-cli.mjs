@@ -44,7 +44,10 @@ await build({
 const bundled = new URL(`../${outfile}`, import.meta.url);
 writeFileSync(bundled, readFileSync(bundled, 'utf8').replace(/^#!.*\n/, ''));
 copyFileSync(new URL('qed-bin.cjs', import.meta.url), new URL(`../${bin}`, import.meta.url));
+copyFileSync(new URL('qed-v8-flags.cjs', import.meta.url), new URL('../dist/src/cli/qed-v8-flags.cjs', import.meta.url));
 chmodSync(new URL(`../${bin}`, import.meta.url), 0o755);
-// The code cache: a child process, so that the --help it runs prints nowhere and exits on its own.
-const made = spawnSync(process.execPath, [fileURLToPath(new URL('make-code-cache.cjs', import.meta.url))], { stdio: ['ignore', 'ignore', 'inherit'] });
-if (made.status !== 0) throw new Error(`making the code cache failed (exit ${made.status})`);
+// The code caches, one per V8 profile: child processes, so that the --help each runs prints nowhere and exits on its own.
+for (const profile of ['batch', 'loop']) {
+  const made = spawnSync(process.execPath, [fileURLToPath(new URL('make-code-cache.cjs', import.meta.url)), profile], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (made.status !== 0) throw new Error(`making the ${profile} code cache failed (exit ${made.status})`);
+}

@@ -55,7 +55,9 @@ async function packInto(dir: string): Promise<string> {
   const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const files = info!.files.map((f) => f.path);
   assert.ok(files.includes('LICENSE') && files.includes('README.md') && files.includes('dist/src/index.js') && files.includes('dist/src/index.d.ts'));
-  for (const file of ['dist/src/cli/qed.cjs', 'dist/src/cli/qed-bundle.cjs', 'dist/src/cli/qed-bundle.cache']) assert.ok(files.includes(file), `the bin, its bundle and their code cache are packed: ${file}`);
+  for (const file of ['dist/src/cli/qed.cjs', 'dist/src/cli/qed-bundle.cjs', 'dist/src/cli/qed-v8-flags.cjs', 'dist/src/cli/qed-bundle.batch.cache', 'dist/src/cli/qed-bundle.loop.cache']) {
+    assert.ok(files.includes(file), `the bin, its bundle, its V8 flags and their code caches are packed: ${file}`);
+  }
   assert.deepEqual(files.filter((f) => /\.map$|^dist\/test\/|^dist\/bench\/|^test\/|^src\//.test(f)), [], 'nothing test-only, no sources or maps');
   return join(dir, info!.filename);
 }

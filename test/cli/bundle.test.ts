@@ -29,18 +29,50 @@ test('the package\'s bin is the bundle: hashbang, strict mode, executable, and -
   assert.equal(version.stdout, `${pkg.version}\n`);
 });
 
-test('the code cache made at build time is one this V8 takes for the bundle, as the bin compiles it', () => {
-  const script = new Script(Module.wrap(readFileSync(BUNDLE, 'utf8')), { filename: BUNDLE, cachedData: readFileSync(join(ROOT, 'dist/src/cli/qed-bundle.cache')) });
-  assert.equal(script.cachedDataRejected, false);
+/** In a fresh process under `profile`'s V8 flags, as the bin sets them: whether V8 rejects each profile's cache for the bundle. */
+async function cacheRejectedUnder(profile: string): Promise<Record<string, boolean>> {
+  const probe = `
+    const { readFileSync } = require('node:fs');
+    const { Script } = require('node:vm');
+    const { wrap } = require('node:module');
+    const flags = require(${JSON.stringify(join(ROOT, 'dist/src/cli/qed-v8-flags.cjs'))});
+    flags.applyProfile(${JSON.stringify(profile)});
+    const bundle = ${JSON.stringify(BUNDLE)};
+    const out = {};
+    for (const p of flags.PROFILES) {
+      const cachedData = readFileSync(require('node:path').join(require('node:path').dirname(bundle), flags.cacheFileName(p)));
+      out[p] = new Script(wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData }).cachedDataRejected;
+    }
+    process.stdout.write(JSON.stringify(out));`;
+  const r = await run(process.execPath, ['-e', probe]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Record<string, boolean>;
+}
+
+test('each profile\'s code cache made at build time is one V8 takes under that profile\'s flags, and only there', async () => {
+  // The caches differ because the flags do: a bin that set the wrong flags would compile from scratch.
+  assert.deepEqual(await cacheRejectedUnder('batch'), { batch: false, loop: true });
+  assert.deepEqual(await cacheRejectedUnder('loop'), { batch: true, loop: false });
+});
+
+test('request loops (serve, bench) keep V8\'s defaults; every other command runs as a batch job', () => {
+  const { profileFor } = Module.createRequire(import.meta.url)(join(ROOT, 'dist/src/cli/qed-v8-flags.cjs')) as { profileFor: (args: string[]) => string };
+  assert.equal(profileFor(['convert', '-O', 'qed', 'a.raw', 'a.qed']), 'batch');
+  assert.equal(profileFor(['--debug', 'serve', 'a.qed']), 'loop');
+  assert.equal(profileFor(['bench', '-c', '10', 'a.qed']), 'loop');
+  assert.equal(profileFor(['--backing-root', 'serve', 'info', 'a.qed']), 'batch', 'the value of a global option is no command');
+  assert.equal(profileFor(['io', '-c', 'read 0 4k', 'serve']), 'batch');
+  assert.equal(profileFor(['--version']), 'batch');
 });
 
 test('a code cache this V8 cannot use, or none, only costs the compile: the bin still runs', async (t) => {
   const dir = await scratch(t);
   await writeFile(join(dir, 'qed.cjs'), readFileSync(QED_CLI));
   await writeFile(join(dir, 'qed-bundle.cjs'), readFileSync(BUNDLE));
+  await writeFile(join(dir, 'qed-v8-flags.cjs'), readFileSync(join(ROOT, 'dist/src/cli/qed-v8-flags.cjs')));
   await writeFile(join(dir, 'a.raw'), new Uint8Array(64 * 1024));
   for (const cache of [Buffer.from('not a code cache'), null]) {
-    if (cache) await writeFile(join(dir, 'qed-bundle.cache'), cache); else await rm(join(dir, 'qed-bundle.cache'), { force: true });
+    if (cache) await writeFile(join(dir, 'qed-bundle.batch.cache'), cache); else await rm(join(dir, 'qed-bundle.batch.cache'), { force: true });
     // Outside dist the native addon is not found: --no-lock.
     const r = await run(process.execPath, [join(dir, 'qed.cjs'), '--no-lock', 'info', '--output=json', join(dir, 'a.raw')], dir);
     assert.equal(r.code, 0, r.stderr);
