@@ -1,10 +1,11 @@
-// A file's writes that go to the thread pool run one at a time, in the order they were issued,
-// and those that continue one another go as one vectored write. Each request still learns of
-// its own failure, and closing the file waits for the writes it accepted.
+// A file's large writes run on the thread pool one at a time, in the order they were issued,
+// and those that continue one another go as one vectored write; small ones still go side by
+// side. Each request learns of its own failure, and closing the file waits for the large
+// writes it accepted.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
@@ -13,6 +14,8 @@ import { NodeFile } from '../../../src/io/node-file.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** tmpfs and ramfs (statfs f_type), where NodeFile copies small writes on the main thread when there is no swap. */
+const MEMORY_FILE_SYSTEMS = new Set([0x01021994, 0x858458f6]);
 
 /** Counts fs.write and fs.writev calls, and the most of them under way at once, until the test ends. */
 function watchPooledWrites(t: test.TestContext): { calls: () => number; vectored: () => number; mostAtOnce: () => number } {
@@ -64,6 +67,28 @@ for (const [where, root] of [['a disk file system (tmpdir)', tmpdir()], ['tmpfs'
     assert.ok(back.subarray(10 * MiB).every((b) => b === 0x77));
   });
 }
+
+test('small writes issued together on a disk file go to the thread pool side by side, not one at a time', async (t) => {
+  // One at a time, 4 KiB overwrites at depth 32 ran five times slower: each waited a pool round trip.
+  const dir = await mkdtemp(join(tmpdir(), 'qed-wq-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const watch = watchPooledWrites(t);
+  const file = await NodeFile.create(join(dir, 'f.bin'));
+  try {
+    await Promise.all(Array.from({ length: 32 }, (_, i) => file.write(new Uint8Array(4 * KiB).fill(i + 1), i * 64 * KiB)));
+  } finally {
+    await file.close();
+  }
+  const swap = readFileSync('/proc/swaps', 'utf8').trim().split('\n').length > 1;
+  if (MEMORY_FILE_SYSTEMS.has((await statfs(dir)).type) && !swap) {
+    assert.equal(watch.calls(), 0, 'TMPDIR is in memory here: every small write was copied on the main thread');
+  } else {
+    assert.equal(watch.calls(), 32);
+    assert.equal(watch.mostAtOnce(), 32);
+  }
+  const back = readFileSync(join(dir, 'f.bin'));
+  for (let i = 0; i < 32; i++) assert.ok(back.subarray(i * 64 * KiB, i * 64 * KiB + 4 * KiB).every((b) => b === i + 1), `write ${i}`);
+});
 
 test('overlapping writes issued together land in the order they were issued', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'qed-wq-'));
@@ -136,7 +161,7 @@ test('a short vectored write answers the requests it covered and finishes the on
   for (let i = 0; i < 4; i++) assert.ok(back.subarray(i * 4 * KiB, (i + 1) * 4 * KiB).every((b) => b === i + 1), `block ${i}`);
 });
 
-test('closing a file waits for the writes it accepted', async (t) => {
+test('closing a file waits for the large writes it accepted', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'qed-wq-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = await NodeFile.create(join(dir, 'f.bin'));
