@@ -183,7 +183,7 @@ export class NodeFile implements BlockFile {
     if (this.bulkWrites && buf.length > NOWAIT_MAX_BYTES) return this.largeWrites.write(buf, offset);
     // Not while a thread-pool write is under way: buffered writes to one file take its inode
     // lock, so the main thread would wait out a multi-megabyte copy (80 µs a call, measured).
-    if (this.inMemory && this.pooledWrites === 0 && this.largeWrites.idle) {
+    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES && this.pooledWrites === 0 && this.largeWrites.idle) {
       try {
         const written = writeSync(this.handle.fd, buf, 0, buf.length, offset);
         if (written === buf.length) return Promise.resolve();
