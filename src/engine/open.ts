@@ -50,8 +50,6 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** The top image may be a character device (QEMU's host_device driver); see OpenFileOptions. */
   characterDevices?: boolean;
-  /** The top image is written in bulk (see OpenFileOptions.bulkWrites). */
-  bulkWrites?: boolean;
   /** The QedImage class to build layers with (tests substitute deliberately broken ones). */
   imageClass?: typeof QedImage;
 }
@@ -111,7 +109,6 @@ async function openLayer(path: string, options: OpenImageOptions, format: ImageF
   }
   const file = await options.store.open(path, readOnly ? 'read-only' : 'read-write', {
     lock: options.lock, forceShare: options.forceShare, characterDevices: chain.length === 0 ? options.characterDevices : undefined,
-    bulkWrites: chain.length === 0 && !readOnly ? options.bulkWrites : undefined,
   });
   try {
     const actual = format ?? await probeFile(file);

@@ -56,12 +56,6 @@ export interface OpenFileOptions {
    * they are refused: reading one as an image is rarely meant, and some never end.
    */
   characterDevices?: boolean;
-  /**
-   * The opener writes large pieces mostly in order and wants throughput more than each
-   * write's latency (convert): a store may then queue large writes and merge those that
-   * continue one another. Without it each write is answered as soon as it alone is done.
-   */
-  bulkWrites?: boolean;
 }
 
 /**

@@ -8,7 +8,6 @@ import type { BlockFile, FileStore, OpenFileOptions, OpenMode } from './block-fi
 import { blockDeviceSize } from './block-device.js';
 import { type ByteLocks, type LockAccess, lockImage } from './image-lock.js';
 import { ReadBatcher } from './read-batcher.js';
-import { WriteQueue } from './write-queue.js';
 import { loadNative, type NativeIo, type NativeLoad } from './native.js';
 import { IoError, LockedError, QedError, UnsupportedError, UsageError, wrapIoError } from '../base/errors.js';
 
@@ -80,11 +79,8 @@ export class NodeFile implements BlockFile {
     private readonly inMemory: boolean,
     /** A character device (opened only when asked for): fdatasync may not apply to it. */
     private readonly characterDevice = false,
-    /** Large writes go through the queue (OpenFileOptions.bulkWrites). */
-    private readonly bulkWrites = false,
   ) {
     this.batcher = new ReadBatcher(() => this.handle.fd, (buf, offset, done) => this.readRest(buf, offset, done), inMemory);
-    this.largeWrites = new WriteQueue(() => this.handle.fd, (buf, offset, done) => this.writeRest(buf, offset, done));
   }
 
   static async open(path: string, mode: OpenMode, options: NodeOpenOptions = {}): Promise<NodeFile> {
@@ -104,7 +100,7 @@ export class NodeFile implements BlockFile {
         refuseUnlessFileOrDevice(info, path, options.characterDevices);
         const access: LockAccess = mode === 'read-write' ? 'read-write' : options.forceShare ? 'read-only-force-share' : 'read-only';
         lockOpenFile(handle, path, access, options, native);
-        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()), info.isCharacterDevice(), options.bulkWrites);
+        return new NodeFile(path, mode === 'read-only', handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()), info.isCharacterDevice());
       } catch (err) {
         await handle.close().catch(() => undefined);
         throw err;
@@ -127,7 +123,7 @@ export class NodeFile implements BlockFile {
         const info = await handle.stat({ bigint: true });
         lockOpenFile(handle, path, 'create', options, native);
         if (info.isFile()) await handle.truncate(0);
-        return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()), false, options.bulkWrites);
+        return new NodeFile(path, false, handle, info.isBlockDevice() ? info.rdev : null, native, await isMemoryBacked(path, info.isFile()));
       } catch (err) {
         await handle.close().catch(() => undefined);
         // An exclusive create made the file itself: a refused lock must not leave it behind.
@@ -169,21 +165,11 @@ export class NodeFile implements BlockFile {
     return done;
   }
 
-  /**
-   * Opened for bulk writes, writes over NOWAIT_MAX_BYTES go to the thread pool one at a time,
-   * merged where they continue one another (write-queue.ts): a convert of a half-sparse 4 GiB
-   * file on tmpfs ran 14% faster. Otherwise, and for small writes always, they go side by
-   * side: one at a time, each waits a pool round trip, which made 4 KiB writes at depth 32 on
-   * a disk file five times slower and an NBD server's 1 MiB sequential writes 8% slower.
-   * Small writes to a memory-backed file are copied on the main thread when nothing of ours
-   * is on the pool.
-   */
   write(buf: Uint8Array, offset: number): Promise<void> {
     this.knownRun = null;
-    if (this.bulkWrites && buf.length > NOWAIT_MAX_BYTES) return this.largeWrites.write(buf, offset);
     // Not while a thread-pool write is under way: buffered writes to one file take its inode
     // lock, so the main thread would wait out a multi-megabyte copy (80 µs a call, measured).
-    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES && this.pooledWrites === 0 && this.largeWrites.idle) {
+    if (this.inMemory && buf.length <= NOWAIT_MAX_BYTES && this.pooledWrites === 0) {
       try {
         const written = writeSync(this.handle.fd, buf, 0, buf.length, offset);
         if (written === buf.length) return Promise.resolve();
@@ -194,12 +180,6 @@ export class NodeFile implements BlockFile {
     }
     return this.writeRest(buf, offset, 0);
   }
-
-  /** Writes over NOWAIT_MAX_BYTES, one at a time (see write). */
-  private readonly largeWrites: WriteQueue;
-
-  /** Writes of ours now on the thread pool through writeRest (see write). */
-  private pooledWrites = 0;
 
   private async writeRest(buf: Uint8Array, offset: number, done: number): Promise<void> {
     this.pooledWrites++;
@@ -214,6 +194,9 @@ export class NodeFile implements BlockFile {
       this.pooledWrites--;
     }
   }
+
+  /** Writes of ours now on the thread pool (see write). */
+  private pooledWrites = 0;
 
   async flush(): Promise<void> {
     try {
@@ -316,7 +299,6 @@ export class NodeFile implements BlockFile {
   private knownRun: { start: number; end: number; data: boolean } | null = null;
 
   async close(): Promise<void> {
-    await this.largeWrites.whenIdle();
     try { await this.handle.close(); } catch (err) { throw wrapIoError('close', this.path, undefined, err); }
   }
 }
@@ -368,7 +350,6 @@ export class NodeFileStore implements FileStore {
       forceShare: options.forceShare ?? this.defaults.forceShare,
       exclusive: options.exclusive,
       characterDevices: options.characterDevices,
-      bulkWrites: options.bulkWrites,
       native: this.defaults.native,
     };
   }

@@ -71,7 +71,7 @@ export async function convertImage(sourcePath: string, targetPath: string, optio
         backingFile: options.backingFile, backingFormat: options.backingFormat, store: options.store, backingPolicy: options.backingPolicy,
       });
     }
-    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store, backingPolicy: options.backingPolicy, bulkWrites: true });
+    target = await openDevice(targetPath, { format: options.noCreate ? undefined : targetFormat, store: options.store, backingPolicy: options.backingPolicy });
     if (target.size < source.size) {
       throw new UsageError(`target '${targetPath}' (${target.size} bytes) is smaller than the source (${source.size} bytes)`);
     }

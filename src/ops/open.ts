@@ -25,8 +25,6 @@ export interface OpenOptions {
   forceShare?: boolean;
   /** The image may be a character device (QEMU's host_device driver). */
   characterDevices?: boolean;
-  /** The image is written in bulk (see OpenFileOptions.bulkWrites). */
-  bulkWrites?: boolean;
   imageClass?: OpenImageOptions['imageClass'];
   /** Stops the repair a dirty image's read-write open runs (it stays dirty and is repaired next time). */
   signal?: AbortSignal;
