@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { BlockFile, FileStore } from '../../src/io/block-file.js';
 import { MemoryStore } from '../../src/io/memory-file.js';
 import { NodeFile, NodeFileStore } from '../../src/io/node-file.js';
-import { loadNative } from '../../src/io/native.js';
+import { loadNative, type NativeLoad } from '../../src/io/native.js';
 import { RawImage } from '../../src/engine/raw-image.js';
 import { convertImage } from '../../src/ops/convert.js';
 import { qed, qemuImg } from '../support/qemu.js';
@@ -33,6 +33,16 @@ async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<str
   return dir;
 }
 
+/** The native addon with its lseek SEEK_DATA/SEEK_HOLE calls counted (`seeks`, which a test may reset). */
+function seekCounter(): { native: NativeLoad; seeks: number } {
+  const native = loadNative();
+  assert.ok(native.ok && native.io.seekData, 'the addon with lseek SEEK_DATA/SEEK_HOLE');
+  const seekData = native.io.seekData;
+  const counter = { native: native as NativeLoad, seeks: 0 };
+  counter.native = { ok: true, io: { ...native.io, seekData: (fd: number, offset: number, hole: boolean) => { counter.seeks++; return seekData(fd, offset, hole); } } };
+  return counter;
+}
+
 test('map of a sparse raw file prints what qemu-img map prints, in JSON and as text', async (t) => {
   const dir = await scratch(t);
   const path = await sparseRaw(dir, 64 * MiB, [0, 5 * MiB, 5 * MiB + 64 * KiB, 63 * MiB]);
@@ -50,17 +60,14 @@ test('a walk in steps over a file without holes scans it once, not once per step
   const handle = await open(path, 'r+');
   await handle.write(Buffer.alloc(8 * MiB, 1), 0, 8 * MiB, 0);
   await handle.close();
-  const native = loadNative();
-  assert.ok(native.ok && native.io.seekData, 'the addon with lseek SEEK_DATA/SEEK_HOLE');
-  let seeks = 0;
-  const counting = { ok: true as const, io: { ...native.io, seekData: (fd: number, offset: number, hole: boolean) => { seeks++; return native.io.seekData!(fd, offset, hole); } } };
-  const file = await NodeFile.open(path, 'read-write', { native: counting, lock: false });
+  const counter = seekCounter();
+  const file = await NodeFile.open(path, 'read-write', { native: counter.native, lock: false });
   try {
     for (let at = 0; at < 8 * MiB; at += MiB) assert.deepEqual(await file.findData(at, MiB), [{ offset: at, length: MiB, data: true }]);
-    assert.equal(seeks, 2, 'one SEEK_DATA and one SEEK_HOLE for the whole walk');
+    assert.equal(counter.seeks, 2, 'one SEEK_DATA and one SEEK_HOLE for the whole walk');
     await file.truncate(16 * MiB);
     assert.deepEqual(await file.findData(7 * MiB, 2 * MiB), [{ offset: 7 * MiB, length: MiB, data: true }, { offset: 8 * MiB, length: MiB, data: false }]);
-    assert.equal(seeks, 5, 'after a truncate the file is asked again (data, hole, and no data past the old end)');
+    assert.equal(counter.seeks, 5, 'after a truncate the file is asked again (data, hole, and no data past the old end)');
   } finally {
     await file.close();
   }
@@ -70,11 +77,8 @@ test('findData with maxRuns stops after that many runs, and a bounded raw status
   const dir = await scratch(t);
   // Data every other MiB: 64 runs of data and hole.
   const path = await sparseRaw(dir, 64 * MiB, Array.from({ length: 32 }, (_, i) => 2 * i * MiB));
-  const native = loadNative();
-  assert.ok(native.ok && native.io.seekData, 'the addon with lseek SEEK_DATA/SEEK_HOLE');
-  let seeks = 0;
-  const counting = { ok: true as const, io: { ...native.io, seekData: (fd: number, offset: number, hole: boolean) => { seeks++; return native.io.seekData!(fd, offset, hole); } } };
-  const file = await NodeFile.open(path, 'read-only', { native: counting, lock: false });
+  const counter = seekCounter();
+  const file = await NodeFile.open(path, 'read-only', { native: counter.native, lock: false });
   try {
     // The first data run is 64 KiB, then a hole to the next MiB.
     assert.deepEqual(await file.findData(0, 64 * MiB, 3), [
@@ -82,14 +86,14 @@ test('findData with maxRuns stops after that many runs, and a bounded raw status
       { offset: 64 * KiB, length: 2 * MiB - 64 * KiB, data: false },
       { offset: 2 * MiB, length: 64 * KiB, data: true },
     ]);
-    assert.ok(seeks <= 4, `${seeks} seeks for three runs`);
-    seeks = 0;
+    assert.ok(counter.seeks <= 4, `${counter.seeks} seeks for three runs`);
+    counter.seeks = 0;
     const raw = await RawImage.open(file);
     const runs = await raw.layerStatusUpTo!(0, 64 * MiB, 5);
     assert.deepEqual(runs.map((r) => [r.kind, r.guestOffset, r.length]), [
       ['data', 0, 64 * KiB], ['zero', 64 * KiB, 2 * MiB - 64 * KiB], ['data', 2 * MiB, 64 * KiB], ['zero', 2 * MiB + 64 * KiB, 2 * MiB - 64 * KiB], ['data', 4 * MiB, 64 * KiB],
     ]);
-    assert.ok(seeks <= 8, `${seeks} seeks for five runs of a file with 64`);
+    assert.ok(counter.seeks <= 8, `${counter.seeks} seeks for five runs of a file with 64`);
   } finally {
     await file.close();
   }
