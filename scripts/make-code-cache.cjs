@@ -1,6 +1,6 @@
 'use strict';
-// Writes dist/src/cli/qed-bundle.<profile>.cache, the V8 code cache the bin (scripts/qed-bin.cjs) hands
-// to V8 with the bundle. Run by scripts/bundle-cli.mjs in a child process whose output is
+// Writes dist/src/cli/qed-bundle.<profile>.cache, the V8 code cache the bin (scripts/qed-bin.cjs)
+// hands to V8 with the bundle under that profile's flags (scripts/qed-v8-flags.cjs). Run by scripts/bundle-cli.mjs in a child process whose output is
 // dropped: the bundle runs `--help`, which evaluates every command module, so the functions
 // start-up and command registration compile are in the cache, not only the top level.
 const { writeFileSync, readFileSync } = require('node:fs');

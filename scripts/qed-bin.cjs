@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 'use strict';
 // The package's `qed` bin (copied to dist/src/cli/qed.cjs by scripts/bundle-cli.mjs): runs the
-// bundled CLI, qed-bundle.cjs beside it, with the V8 code cache made for it at build time
-// (qed-bundle.<profile>.cache, one per set of V8 flags). Compiling the bundle's half megabyte is about a fifth of what Node spends
-// before a command starts; the cache lets V8 skip it. A cache this V8 cannot use (another Node
+// bundled CLI, qed-bundle.cjs beside it, under V8 flags chosen by command (qed-v8-flags.cjs)
+// and with the V8 code cache made for those flags at build time (qed-bundle.<profile>.cache).
+// Compiling the bundle's half megabyte is about a fifth of what Node spends before a command
+// starts; the cache lets V8 skip it. A cache this V8 cannot use (another Node
 // version, other V8 flags, a rebuilt bundle) is rejected by V8 itself, and the bundle is then
 // compiled as usual: the cache only ever saves time.
 const { readFileSync } = require('node:fs');
