@@ -5,6 +5,7 @@
 // parsing and printing the commands share are in io-command-kit.ts.
 import { QedError } from '../base/errors.js';
 import type { BlockDevice } from '../engine/device.js';
+import { CHAIN_STATUS_MAX_RUNS, layerRunsFrom } from '../engine/chain-status.js';
 import {
   defineCommand, getopt, number, pattern, refuse, report, requestFailed, requestLength, showRead, timed, usage, vectorLength,
   type IoCommand, type IoContext, type Outcome,
@@ -180,16 +181,28 @@ const length = defineCommand({ name: 'length', oneline: 'gets the length of the 
   return 'ok';
 });
 
-/** Whether the top layer holds [offset, offset+length): zero clusters count as allocated, as in QEMU. */
-async function allocatedRuns(device: BlockDevice, offset: number, length: number): Promise<Array<{ start: number; length: number; allocated: boolean }>> {
-  const runs: Array<{ start: number; length: number; allocated: boolean }> = [];
-  for (const e of await device.layerStatus(offset, length)) {
-    const allocated = e.kind !== 'unallocated';
-    const last = runs[runs.length - 1];
-    if (last && last.allocated === allocated) last.length += e.length;
-    else runs.push({ start: e.guestOffset, length: e.length, allocated });
+/**
+ * Whether the top layer holds [offset, offset+length), as merged runs yielded as they are
+ * found: zero clusters count as allocated, as in QEMU. Asked in steps of at most
+ * CHAIN_STATUS_MAX_RUNS runs, so a fragmented image costs memory for one step, not for its
+ * size, and an empty one a few requests.
+ */
+export async function* allocatedRuns(device: BlockDevice, offset: number, length: number): AsyncGenerator<{ start: number; length: number; allocated: boolean }> {
+  const end = offset + length;
+  let pending: { start: number; length: number; allocated: boolean } | null = null;
+  for (let pos = offset; pos < end;) {
+    const extents = await layerRunsFrom(device, pos, end, CHAIN_STATUS_MAX_RUNS);
+    const last = extents[extents.length - 1];
+    if (!last || last.guestOffset + last.length <= pos) throw new Error(`block status at ${pos} reported nothing`);
+    for (const e of extents) {
+      const allocated = e.kind !== 'unallocated';
+      if (pending && pending.allocated === allocated) { pending.length += e.length; continue; }
+      if (pending) yield pending;
+      pending = { start: e.guestOffset, length: e.length, allocated };
+    }
+    pos = last.guestOffset + last.length;
   }
-  return runs;
+  if (pending) yield pending;
 }
 
 const alloc = defineCommand({ name: 'alloc', oneline: 'checks if offset is allocated in the file', altname: 'a', argmin: 1, argmax: 2, usage: 'offset [count]' }, async (ctx, args) => {
@@ -199,7 +212,7 @@ const alloc = defineCommand({ name: 'alloc', oneline: 'checks if offset is alloc
   const count = Math.max(0, Math.min(requested, ctx.device.size - offset));
   let allocated = 0;
   try {
-    if (count > 0) for (const r of await allocatedRuns(ctx.device, offset, count)) if (r.allocated) allocated += r.length;
+    if (count > 0) for await (const r of allocatedRuns(ctx.device, offset, count)) if (r.allocated) allocated += r.length;
   } catch (err) {
     ctx.out(`is_allocated failed: ${strerror(err)}\n`);
     return 'failed';
@@ -209,15 +222,14 @@ const alloc = defineCommand({ name: 'alloc', oneline: 'checks if offset is alloc
 });
 
 const map = defineCommand({ name: 'map', oneline: 'prints the allocated areas of a file', argmin: 0, argmax: 0, usage: '' }, async (ctx) => {
-  let runs;
+  // Each run is printed as soon as the next one begins, as qemu-io prints as it goes.
   try {
-    runs = await allocatedRuns(ctx.device, 0, ctx.device.size);
+    for await (const r of allocatedRuns(ctx.device, 0, ctx.device.size)) {
+      ctx.out(`${cvtstr(r.length)} (0x${r.length.toString(16)}) bytes ${r.allocated ? '    allocated' : 'not allocated'} at offset ${cvtstr(r.start)} (0x${r.start.toString(16)})\n`);
+    }
   } catch (err) {
     ctx.report(`Failed to get allocation status: ${strerror(err)}\n`);
     return 'failed';
-  }
-  for (const r of runs) {
-    ctx.out(`${cvtstr(r.length)} (0x${r.length.toString(16)}) bytes ${r.allocated ? '    allocated' : 'not allocated'} at offset ${cvtstr(r.start)} (0x${r.start.toString(16)})\n`);
   }
   return 'ok';
 });
