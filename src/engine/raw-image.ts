@@ -72,17 +72,10 @@ export class RawImage extends CheckedDevice {
   /**
    * A raw file is data at the same offset, except its holes (where the file can tell) and the
    * padding past its end up to the next sector, which read as zeros (what QEMU's file layer
-   * reports too).
+   * reports too). With `maxRuns` (statusUpTo) the runs may stop short of offset+length,
+   * where the file's own ran out (findData's bound); without it they cover the whole range.
    */
-  protected statusOf(offset: number, length: number): Promise<LayerExtent[]> {
-    return this.runsOf(offset, length);
-  }
-
-  /**
-   * With `maxRuns` the runs may stop short of offset+length, where the file's own ran out
-   * (findData's bound); without it they cover the whole range.
-   */
-  private async runsOf(offset: number, length: number, maxRuns?: number): Promise<LayerExtent[]> {
+  protected async statusOf(offset: number, length: number, maxRuns?: number): Promise<LayerExtent[]> {
     const end = offset + length;
     const dataEnd = Math.min(end, Math.max(offset, this.fileLength));
     const extents: LayerExtent[] = [];
@@ -110,7 +103,7 @@ export class RawImage extends CheckedDevice {
     for (let pos = offset, window = FIRST_STATUS_WINDOW; pos < end; window *= 2) {
       const stop = Math.min(end, pos + window);
       // One more than the room left: the first may merge into the last run kept.
-      const extents = await this.runsOf(pos, stop - pos, maxRuns - out.length + 1);
+      const extents = await this.statusOf(pos, stop - pos, maxRuns - out.length + 1);
       for (const e of extents) {
         if (!appendWithin(out, e, 0, maxRuns)) return out;
       }
