@@ -48,4 +48,4 @@ function cacheFileName(profile) {
   return `qed-bundle.${profile}.cache`;
 }
 
-module.exports = { profileFor, applyProfile, cacheFileName, PROFILES: ['batch', 'loop'] };
+module.exports = { profileFor, applyProfile, cacheFileName, PROFILES: ['batch', 'loop'], GLOBAL_OPTIONS_WITH_VALUE };

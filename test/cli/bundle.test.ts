@@ -65,6 +65,16 @@ test('request loops (serve, bench) keep V8\'s defaults; every other command runs
   assert.equal(profileFor(['--version']), 'batch');
 });
 
+test('the bin knows every global option that takes a value, as the CLI declares them', async () => {
+  // qed-v8-flags.cjs keeps its own copy of main.ts's list (it runs before the bundle loads): they must not drift.
+  const { GLOBAL_OPTIONS_WITH_VALUE } = Module.createRequire(import.meta.url)(join(ROOT, 'dist/src/cli/qed-v8-flags.cjs')) as { GLOBAL_OPTIONS_WITH_VALUE: Set<string> };
+  const help = await run(QED_CLI, ['--help']);
+  assert.equal(help.code, 0, help.stderr);
+  const options = help.stdout.slice(help.stdout.indexOf('Options:'), help.stdout.indexOf('Commands:'));
+  const declared = [...options.matchAll(/^ {2}(?:-\w, )?(--[\w-]+) <\w+>/gm)].map((m) => m[1]);
+  assert.deepEqual(declared, [...GLOBAL_OPTIONS_WITH_VALUE]);
+});
+
 test('a code cache this V8 cannot use, or none, only costs the compile: the bin still runs', async (t) => {
   const dir = await scratch(t);
   await writeFile(join(dir, 'qed.cjs'), readFileSync(QED_CLI));
